@@ -1,0 +1,43 @@
+"""keras-anneal: annealed pruning for Keras 3.
+
+Wrap a model's layers with `prune_model`, add `AnnealedPruning` to `fit`, and
+the network sheds its least useful connections while it trains:
+
+    model = keras_anneal.prune_model(model)
+    model.compile(...)
+    model.fit(x, y, epochs=12, callbacks=[keras_anneal.AnnealedPruning(
+        keras_anneal.schedules.FSA(final_sparsity=0.9, end_fraction=0.5))])
+    plain = keras_anneal.strip(model)
+"""
+
+from keras_anneal import callbacks
+from keras_anneal import masking
+from keras_anneal import schedules
+from keras_anneal.callbacks import AnnealedPruning
+from keras_anneal.datasets import load_mnist
+from keras_anneal.layers import SUPPORTED_LAYERS
+from keras_anneal.layers import Masked
+from keras_anneal.models import LayerSparsity
+from keras_anneal.models import SparsityReport
+from keras_anneal.models import masked_layers
+from keras_anneal.models import prune_model
+from keras_anneal.models import sparsity_report
+from keras_anneal.models import strip
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnnealedPruning",
+    "LayerSparsity",
+    "Masked",
+    "SUPPORTED_LAYERS",
+    "SparsityReport",
+    "callbacks",
+    "load_mnist",
+    "masked_layers",
+    "masking",
+    "prune_model",
+    "schedules",
+    "sparsity_report",
+    "strip",
+]

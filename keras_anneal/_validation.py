@@ -1,0 +1,99 @@
+"""Argument checks shared by every public entry point.
+
+Each check raises `TypeError` for a wrong type and `ValueError` for a wrong
+value, naming the argument and the value received, in the Keras style:
+"Argument `final_sparsity` must be in [0, 1). Received: final_sparsity=1.2".
+"""
+
+import numbers
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_sparsity(name, value):
+    """A sparsity is a real number in [0, 1): a layer always keeps a weight."""
+    if not _is_real(value):
+        raise TypeError(
+            f"Argument `{name}` must be a float in [0, 1). "
+            f"Received: {name}={value!r} of type {type(value).__name__}"
+        )
+    if not 0.0 <= value < 1.0:
+        raise ValueError(
+            f"Argument `{name}` must be in [0, 1). Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_fraction(name, value, *, low_open=True, high_closed=True):
+    """A fraction in (0, 1] by default."""
+    if not _is_real(value):
+        raise TypeError(
+            f"Argument `{name}` must be a float. "
+            f"Received: {name}={value!r} of type {type(value).__name__}"
+        )
+    low_ok = value > 0.0 if low_open else value >= 0.0
+    high_ok = value <= 1.0 if high_closed else value < 1.0
+    if not (low_ok and high_ok):
+        interval = ("(" if low_open else "[") + "0, 1" + ("]" if high_closed else ")")
+        raise ValueError(
+            f"Argument `{name}` must be in {interval}. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_step(name, value, *, positive=False):
+    """An optimizer step: a non-negative (or, if `positive`, positive) int."""
+    if not _is_int(value):
+        raise TypeError(
+            f"Argument `{name}` must be an int. "
+            f"Received: {name}={value!r} of type {type(value).__name__}"
+        )
+    if positive and value <= 0:
+        raise ValueError(
+            f"Argument `{name}` must be a positive int. Received: {name}={value!r}"
+        )
+    if value < 0:
+        raise ValueError(
+            f"Argument `{name}` must be a non-negative int. "
+            f"Received: {name}={value!r}"
+        )
+    return int(value)
+
+
+def check_non_negative(name, value):
+    """A non-negative real number."""
+    if not _is_real(value):
+        raise TypeError(
+            f"Argument `{name}` must be a float. "
+            f"Received: {name}={value!r} of type {type(value).__name__}"
+        )
+    if value < 0:
+        raise ValueError(
+            f"Argument `{name}` must be >= 0. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_positive(name, value):
+    """A positive real number."""
+    if check_non_negative(name, value) == 0:
+        raise ValueError(
+            f"Argument `{name}` must be > 0. Received: {name}={value!r}"
+        )
+    return float(value)
+
+
+def check_choice(name, value, choices):
+    """One of a fixed set of strings."""
+    if value not in choices:
+        expected = ", ".join(repr(choice) for choice in choices)
+        raise ValueError(
+            f"Argument `{name}` must be one of {expected}. Received: {name}={value!r}"
+        )
+    return value

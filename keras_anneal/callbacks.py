@@ -1,0 +1,135 @@
+"""Callbacks that prune a model while it trains."""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_anneal import _validation
+from keras_anneal import masking
+from keras_anneal import schedules as schedules_module
+from keras_anneal.models import masked_layers
+
+
+def _sync_backend_state(model):
+    """Makes the model's variables current before a callback reads or writes them.
+
+    During `fit` the JAX trainer keeps the state outside the variables, and
+    only writes it back at the end of an epoch or when asked to.
+    """
+    if hasattr(model, "jax_state_sync"):
+        model.jax_state_sync()
+
+
+class AnnealedPruning(keras.callbacks.Callback):
+    """Prunes `Masked` layers during `fit`, following an annealing schedule.
+
+    Every `frequency` optimizer updates, the callback asks the schedule for
+    the target sparsity `s` at the current step and keeps, in each masked
+    layer (`scope="layer"`) or in all of them together (`scope="global"`, as
+    FSA ranks all variables), the weights of largest magnitude `|w|`, so that
+    exactly `floor(s * n)` of `n` weights are pruned (see
+    `keras_anneal.masking`). Pruning is cumulative: a pruned weight never
+    comes back.
+
+    The step is the optimizer's iteration count, so a training resumed from
+    a checkpoint (e.g. with `keras.callbacks.BackupAndRestore`) continues the
+    schedule where it stopped. The overall sparsity is written to the epoch
+    logs under `"sparsity"`, where `History`, `CSVLogger` and `TensorBoard`
+    placed after this callback see it.
+
+    Args:
+        schedule: a `keras_anneal.schedules.PruningSchedule`.
+        frequency: optimizer updates between mask updates, > 0.
+            Defaults to 50.
+        scope: `"layer"` or `"global"`. Defaults to `"layer"`.
+
+    Raises:
+        TypeError: if `schedule` is not a pruning schedule.
+        ValueError: on a bad `frequency` or `scope`; at the start of `fit`,
+            if the model has no `Masked` layer.
+
+    Example:
+
+    >>> x = np.random.rand(64, 8).astype("float32")
+    >>> y = np.random.rand(64, 1).astype("float32")
+    >>> model = keras_anneal.prune_model(keras.Sequential(
+    ...     [keras.Input((8,)), keras.layers.Dense(16), keras.layers.Dense(1)]))
+    >>> model.compile(optimizer="sgd", loss="mse")
+    >>> history = model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+    ...     callbacks=[AnnealedPruning(keras_anneal.schedules.FSA(
+    ...         final_sparsity=0.5, end_fraction=0.5), frequency=2)])
+    >>> history.history["sparsity"][-1]
+    0.5
+    """
+
+    def __init__(self, schedule, frequency=50, scope="layer"):
+        super().__init__()
+        self.schedule = schedules_module.get(schedule)
+        self.frequency = _validation.check_step("frequency", frequency, positive=True)
+        self.scope = _validation.check_choice("scope", scope, ("layer", "global"))
+        self.sparsity = 0.0
+
+    def on_train_begin(self, logs=None):
+        layers = masked_layers(self.model)
+        if not layers:
+            raise ValueError(
+                "AnnealedPruning found no `keras_anneal.Masked` layer in the model "
+                f"'{self.model.name}'. Wrap its layers first: "
+                "`model = keras_anneal.prune_model(model)` (or, in a subclassed "
+                "model, `keras_anneal.Masked(layer)`)."
+            )
+        steps, epochs = self.params.get("steps"), self.params.get("epochs")
+        self._total_steps = steps * epochs if steps and epochs else None
+        self.schedule(0, self._total_steps)  # Fails now, not mid-training, on a bad end.
+        self._layers = layers
+        self._masks = [mask for layer in layers for mask in layer.masks]
+        self._weights = [weight for layer in layers for weight in layer.prunable_weights]
+        mask_values = [ops.convert_to_numpy(mask) for mask in self._masks]
+        self._record(mask_values)
+        self._last_update_step = None
+        self._epoch_begin_step = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_begin_step = self._optimizer_step()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Batch begin, not batch end: overriding `on_train_batch_end` would
+        # turn off Keras' asynchronous dispatch of batch logs.
+        self._maybe_update(self._epoch_begin_step + batch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._maybe_update(self._optimizer_step())
+        if logs is not None:
+            logs["sparsity"] = self.sparsity
+
+    def _optimizer_step(self):
+        return int(ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _maybe_update(self, step):
+        due = step - step % self.frequency
+        if due == 0 or due == self._last_update_step:
+            return
+        self._last_update_step = due
+        target = self.schedule(due, self._total_steps)
+        if all(
+            masking.pruned_count(target, size) <= pruned
+            for size, pruned in self._group_counts
+        ):
+            return  # Nothing more to prune: skip reading the weights.
+        _sync_backend_state(self.model)
+        weights = [ops.convert_to_numpy(weight) for weight in self._weights]
+        masks = [ops.convert_to_numpy(mask) for mask in self._masks]
+        new_masks = masking.magnitude_masks(weights, masks, target, self.scope)
+        for variable, value in zip(self._masks, new_masks):
+            variable.assign(value)
+        self._record(new_masks)
+
+    def _record(self, masks):
+        """Keeps the pruned counts per ranking group, and the overall sparsity."""
+        sizes = [mask.size for mask in masks]
+        pruned = [mask.size - int(np.count_nonzero(mask)) for mask in masks]
+        if self.scope == "global":
+            self._group_counts = [(sum(sizes), sum(pruned))]
+        else:
+            self._group_counts = list(zip(sizes, pruned))
+        self.sparsity = sum(pruned) / sum(sizes)

@@ -1,0 +1,361 @@
+"""Pruning schedules: a map from the optimizer step to a target sparsity.
+
+A schedule is a small, pure object: `schedule(step)` returns the fraction of
+weights that should be pruned after `step` optimizer updates. It holds no
+Keras state, so it can be tested, plotted and serialized on its own.
+
+Annealing plans end at a step given either as a number (`end_step`) or as a
+fraction of the `fit` call's total number of steps (`end_fraction`); the
+`AnnealedPruning` callback passes that total as `total_steps`, so no step
+arithmetic is needed:
+
+>>> schedule = FSA(final_sparsity=0.9, end_fraction=0.5)
+>>> round(schedule(1000, total_steps=2000), 3)
+0.9
+
+Argument names shared with tfmot's schedules (`initial_sparsity`,
+`final_sparsity`, `target_sparsity`, `begin_step`, `end_step`, `power`) mean
+the same here. Before `begin_step` every schedule returns 0.
+"""
+
+import keras
+
+from keras_anneal import _validation
+
+_PACKAGE = "keras_anneal"
+
+
+class PruningSchedule:
+    """Base class of pruning schedules: optimizer step -> target sparsity.
+
+    Subclasses implement `__call__(step, total_steps=None)` and `get_config()`
+    (which returns exactly the constructor arguments) and expose
+    `final_sparsity`, the largest value the schedule reaches.
+
+    Example:
+
+    >>> class Halfway(PruningSchedule):
+    ...     final_sparsity = 0.5
+    ...     def __call__(self, step, total_steps=None):
+    ...         return 0.5 if step >= total_steps // 2 else 0.0
+    ...     def get_config(self):
+    ...         return {}
+    >>> Halfway()(60, total_steps=100)
+    0.5
+    """
+
+    final_sparsity = 0.0
+
+    def __call__(self, step, total_steps=None):
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement `__call__(step, total_steps)`."
+        )
+
+    def get_config(self):
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement `get_config()`."
+        )
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({arguments})"
+
+
+class _AnnealingPlan(PruningSchedule):
+    """A schedule that rises from 0 at `begin_step` to `final_sparsity` at the end.
+
+    Subclasses give the shape as `_sparsity_at(progress)`, where `progress`
+    goes from 0 at `begin_step` to 1 at the end step.
+    """
+
+    def __init__(self, final_sparsity, begin_step=0, end_step=None, end_fraction=None):
+        self.final_sparsity = _validation.check_sparsity("final_sparsity", final_sparsity)
+        self.begin_step = _validation.check_step("begin_step", begin_step)
+        if end_step is not None and end_fraction is not None:
+            raise ValueError(
+                "Give the end of the schedule as `end_step` or as `end_fraction`, "
+                f"not both. Received: end_step={end_step!r}, "
+                f"end_fraction={end_fraction!r}"
+            )
+        if end_step is None and end_fraction is None:
+            end_fraction = 0.5
+        if end_step is not None:
+            end_step = _validation.check_step("end_step", end_step, positive=True)
+            if end_step <= self.begin_step:
+                raise ValueError(
+                    "Argument `end_step` must be greater than `begin_step`. "
+                    f"Received: end_step={end_step}, begin_step={self.begin_step}"
+                )
+        else:
+            end_fraction = _validation.check_fraction("end_fraction", end_fraction)
+        self.end_step = end_step
+        self.end_fraction = end_fraction
+
+    def resolve_end_step(self, total_steps=None):
+        """The step at which the schedule reaches `final_sparsity`.
+
+        Args:
+            total_steps: total optimizer steps of the `fit` call; needed
+                only when the end was given as `end_fraction`.
+
+        Returns:
+            The end step as an int.
+        """
+        if self.end_step is not None:
+            return self.end_step
+        if total_steps is None:
+            raise ValueError(
+                f"{type(self).__name__} was given `end_fraction="
+                f"{self.end_fraction}`, which needs the total number of training "
+                "steps, and none is known (e.g. a dataset of unknown length). "
+                "Pass `steps_per_epoch` to `fit`, or give `end_step` instead. "
+                "Received: total_steps=None"
+            )
+        end_step = round(self.end_fraction * total_steps)
+        if end_step <= self.begin_step:
+            raise ValueError(
+                f"`end_fraction={self.end_fraction}` of {total_steps} total steps "
+                f"ends at step {end_step}, which is not after "
+                f"`begin_step={self.begin_step}`. Received: total_steps={total_steps}"
+            )
+        return end_step
+
+    def __call__(self, step, total_steps=None):
+        end_step = self.resolve_end_step(total_steps)
+        if step < self.begin_step:
+            return 0.0
+        progress = min(1.0, (step - self.begin_step) / (end_step - self.begin_step))
+        return float(self._sparsity_at(progress))
+
+    def _sparsity_at(self, progress):
+        raise NotImplementedError
+
+    def _plan_config(self):
+        return {
+            "final_sparsity": self.final_sparsity,
+            "begin_step": self.begin_step,
+            "end_step": self.end_step,
+            "end_fraction": self.end_fraction,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FSA(_AnnealingPlan):
+    """The annealing plan of Feature Selection with Annealing (Barbu et al. 2017).
+
+    With `M` prunable weights of which `k = (1 - s_f) M` are kept at the end,
+    FSA keeps `M_e = k + (M - k) max(0, (N - 2e) / (2 e mu + N))` at
+    iteration `e` of `N` (eq. 3 of the paper), reaching `k` at `e = N / 2`.
+    Here `e = step - begin_step` and `N = 2 (end_step - begin_step)`, so
+
+        sparsity(step) = s_f * (1 - max(0, (N - 2e) / (2 e mu + N))).
+
+    `mu` sets how front-loaded the removal is: `mu = 0` removes weights at a
+    constant pace, larger `mu` removes most of them early (at a quarter of the
+    plan, a fraction `(mu + 1) / (mu + 2)` of the final sparsity is reached).
+    The paper used `mu = 300` for linear models; its public code defaults to
+    100, as does this class until the mnist_cnn sweep picks a value.
+
+    Args:
+        final_sparsity: fraction of weights pruned at the end, in [0, 1).
+        mu: annealing parameter, >= 0. Defaults to 100.
+        begin_step: step at which pruning starts. Defaults to 0.
+        end_step: step at which `final_sparsity` is reached.
+        end_fraction: the same, as a fraction of the `fit` call's total steps.
+            Defaults to 0.5 (FSA's `N / 2`) when `end_step` is not given.
+
+    Example:
+
+    >>> schedule = FSA(final_sparsity=0.9, mu=0, end_step=100)
+    >>> schedule(0), schedule(50), schedule(100), schedule(500)
+    (0.0, 0.45, 0.9, 0.9)
+    """
+
+    def __init__(
+        self,
+        final_sparsity,
+        mu=100.0,
+        begin_step=0,
+        end_step=None,
+        end_fraction=None,
+    ):
+        super().__init__(final_sparsity, begin_step, end_step, end_fraction)
+        self.mu = _validation.check_non_negative("mu", mu)
+
+    def _sparsity_at(self, progress):
+        # With x = e / N = progress / 2: (N - 2e) / (2 e mu + N) = (1 - p) / (1 + mu p).
+        return self.final_sparsity * (1.0 - (1.0 - progress) / (1.0 + self.mu * progress))
+
+    def get_config(self):
+        return {**self._plan_config(), "mu": self.mu}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PolynomialDecay(_AnnealingPlan):
+    """Gradual pruning of Zhu & Gupta (2017), as tfmot's `PolynomialDecay`.
+
+        sparsity(step) = s_f + (s_i - s_f) * (1 - (step - begin) / (end - begin)) ** power
+
+    between `begin_step` and the end step; `s_f` after it, 0 before it.
+
+    Args:
+        final_sparsity: sparsity `s_f` at the end, in [0, 1).
+        initial_sparsity: sparsity `s_i` at `begin_step`, in [0, 1).
+            Defaults to 0.
+        begin_step: step at which pruning starts. Defaults to 0.
+        end_step: step at which `final_sparsity` is reached.
+        end_fraction: the same, as a fraction of the `fit` call's total steps.
+            Defaults to 0.5 when `end_step` is not given.
+        power: exponent of the decay, > 0. Defaults to 3.
+
+    Example:
+
+    >>> schedule = PolynomialDecay(final_sparsity=0.8, end_step=100)
+    >>> [round(schedule(step), 4) for step in (0, 50, 100)]
+    [0.0, 0.7, 0.8]
+    """
+
+    def __init__(
+        self,
+        final_sparsity,
+        initial_sparsity=0.0,
+        begin_step=0,
+        end_step=None,
+        end_fraction=None,
+        power=3,
+    ):
+        super().__init__(final_sparsity, begin_step, end_step, end_fraction)
+        self.initial_sparsity = _validation.check_sparsity(
+            "initial_sparsity", initial_sparsity
+        )
+        self.power = _validation.check_positive("power", power)
+
+    def _sparsity_at(self, progress):
+        return self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * (
+            1.0 - progress
+        ) ** self.power
+
+    def get_config(self):
+        return {
+            **self._plan_config(),
+            "initial_sparsity": self.initial_sparsity,
+            "power": self.power,
+        }
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConstantSparsity(PruningSchedule):
+    """`target_sparsity` from `begin_step` on, as tfmot's `ConstantSparsity`.
+
+    Args:
+        target_sparsity: sparsity from `begin_step` on, in [0, 1).
+        begin_step: step at which pruning starts. Defaults to 0.
+
+    Example:
+
+    >>> schedule = ConstantSparsity(0.5, begin_step=10)
+    >>> schedule(9), schedule(10)
+    (0.0, 0.5)
+    """
+
+    def __init__(self, target_sparsity, begin_step=0):
+        self.target_sparsity = _validation.check_sparsity(
+            "target_sparsity", target_sparsity
+        )
+        self.begin_step = _validation.check_step("begin_step", begin_step)
+
+    @property
+    def final_sparsity(self):
+        return self.target_sparsity
+
+    def __call__(self, step, total_steps=None):
+        return self.target_sparsity if step >= self.begin_step else 0.0
+
+    def get_config(self):
+        return {"target_sparsity": self.target_sparsity, "begin_step": self.begin_step}
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ConstantRate(PruningSchedule):
+    """Remove a fixed fraction of the weights every `interval` steps (seed 001).
+
+    After `n = (step - begin_step) // interval` removals the sparsity is
+
+        relative_to="original":  min(n * rate, final_sparsity)
+        relative_to="remaining": min(1 - (1 - rate) ** n, final_sparsity)
+
+    The defaults are the setting of Bartoldson's Keras annealing callback,
+    "0.5% of a layer's connections every 50 updates": after 112 removals (12
+    epochs of MNIST at batch 128) that is 56% pruned when each removal takes
+    0.5% of the original count, about 43% when it takes 0.5% of what remains.
+
+    Args:
+        rate: fraction removed at each removal, in (0, 1). Defaults to 0.005.
+        interval: steps between removals, > 0. Defaults to 50.
+        relative_to: `"original"` or `"remaining"`: what `rate` is a
+            fraction of. Defaults to `"original"`.
+        final_sparsity: the sparsity at which removal stops, in [0, 1).
+            Defaults to 0.99.
+        begin_step: step at which pruning starts. Defaults to 0.
+
+    Example:
+
+    >>> ConstantRate()(112 * 50)
+    0.56
+    >>> round(ConstantRate(relative_to="remaining")(112 * 50), 4)
+    0.4296
+    """
+
+    def __init__(
+        self,
+        rate=0.005,
+        interval=50,
+        relative_to="original",
+        final_sparsity=0.99,
+        begin_step=0,
+    ):
+        self.rate = _validation.check_fraction("rate", rate, high_closed=False)
+        self.interval = _validation.check_step("interval", interval, positive=True)
+        self.relative_to = _validation.check_choice(
+            "relative_to", relative_to, ("original", "remaining")
+        )
+        self.final_sparsity = _validation.check_sparsity("final_sparsity", final_sparsity)
+        self.begin_step = _validation.check_step("begin_step", begin_step)
+
+    def __call__(self, step, total_steps=None):
+        if step < self.begin_step:
+            return 0.0
+        removals = (step - self.begin_step) // self.interval
+        if self.relative_to == "original":
+            sparsity = removals * self.rate
+        else:
+            sparsity = 1.0 - (1.0 - self.rate) ** removals
+        return float(min(round(sparsity, 12), self.final_sparsity))
+
+    def get_config(self):
+        return {
+            "rate": self.rate,
+            "interval": self.interval,
+            "relative_to": self.relative_to,
+            "final_sparsity": self.final_sparsity,
+            "begin_step": self.begin_step,
+        }
+
+
+def get(identifier):
+    """A schedule from an instance or a `keras.saving` config dict."""
+    if isinstance(identifier, PruningSchedule):
+        return identifier
+    if isinstance(identifier, dict):
+        schedule = keras.saving.deserialize_keras_object(identifier)
+        if isinstance(schedule, PruningSchedule):
+            return schedule
+    raise TypeError(
+        "Argument `schedule` must be a `keras_anneal.schedules.PruningSchedule`, "
+        "e.g. `keras_anneal.schedules.FSA(final_sparsity=0.9)`. "
+        f"Received: schedule={identifier!r}"
+    )

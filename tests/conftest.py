@@ -1,0 +1,41 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_anneal
+
+# The shared MNIST file of this project's machines, if present.
+MNIST_PATH = os.path.join(
+    os.path.dirname(__file__), os.pardir, os.pardir, "shared", "datasets", "mnist.npz"
+)
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    keras.utils.set_random_seed(1234)
+    yield
+    keras.backend.clear_session()
+
+
+@pytest.fixture(autouse=True)
+def doctest_globals(doctest_namespace):
+    doctest_namespace.update(np=np, keras=keras, keras_anneal=keras_anneal)
+
+
+def small_mlp(inputs=8, hidden=16, outputs=4):
+    return keras.Sequential(
+        [
+            keras.Input((inputs,)),
+            keras.layers.Dense(hidden, activation="relu", name="hidden"),
+            keras.layers.Dense(outputs, name="out"),
+        ]
+    )
+
+
+def regression_data(n=64, inputs=8, outputs=4, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, inputs)).astype("float32")
+    y = rng.normal(size=(n, outputs)).astype("float32")
+    return x, y
