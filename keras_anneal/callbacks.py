@@ -82,12 +82,14 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._total_steps = steps * epochs if steps and epochs else None
         self.schedule(0, self._total_steps)  # Fails now, not mid-training, on a bad end.
         self._layers = layers
-        self._masks = [mask for layer in layers for mask in layer.masks]
-        self._weights = [weight for layer in layers for weight in layer.prunable_weights]
-        mask_values = [ops.convert_to_numpy(mask) for mask in self._masks]
-        self._record(mask_values)
+        self._masks = self._weights = None
         self._last_update_step = None
         self._epoch_begin_step = 0
+        self.sparsity = 0.0
+        if all(layer.built for layer in layers):
+            self._gather()
+        # Otherwise (a subclassed model, or a Sequential one without an
+        # Input) the layers are built by the first step, and gathered then.
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_begin_step = self._optimizer_step()
@@ -99,6 +101,8 @@ class AnnealedPruning(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self._maybe_update(self._optimizer_step())
+        if self._masks is None:
+            self._gather()
         if logs is not None:
             logs["sparsity"] = self.sparsity
 
@@ -111,6 +115,8 @@ class AnnealedPruning(keras.callbacks.Callback):
             return
         self._last_update_step = due
         target = self.schedule(due, self._total_steps)
+        if self._masks is None:
+            self._gather()
         if all(
             masking.pruned_count(target, size) <= pruned
             for size, pruned in self._group_counts
@@ -123,6 +129,13 @@ class AnnealedPruning(keras.callbacks.Callback):
         for variable, value in zip(self._masks, new_masks):
             variable.assign(value)
         self._record(new_masks)
+
+    def _gather(self):
+        """Collects the mask and weight variables, and the current counts."""
+        _sync_backend_state(self.model)
+        self._masks = [mask for layer in self._layers for mask in layer.masks]
+        self._weights = [w for layer in self._layers for w in layer.prunable_weights]
+        self._record([ops.convert_to_numpy(mask) for mask in self._masks])
 
     def _record(self, masks):
         """Keeps the pruned counts per ranking group, and the overall sparsity."""

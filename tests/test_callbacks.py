@@ -1,0 +1,241 @@
+import csv
+import os
+
+import keras
+import numpy as np
+import pytest
+from conftest import regression_data
+from conftest import small_mlp
+
+import keras_anneal
+from keras_anneal import schedules
+from keras_anneal.callbacks import AnnealedPruning
+
+
+def compiled(model, learning_rate=0.05):
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate), loss="mse")
+    return model
+
+
+def pruned_mlp(**kwargs):
+    return compiled(keras_anneal.prune_model(small_mlp(**kwargs)))
+
+
+def all_masks(model):
+    return [mask for layer in keras_anneal.masked_layers(model) for mask in layer.get_masks()]
+
+
+class MaskRecorder(keras.callbacks.Callback):
+    """Snapshots the masks each training step runs with."""
+
+    def on_train_begin(self, logs=None):
+        self.snapshots = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.snapshots.append(all_masks(self.model))
+
+
+class StepRecordingSchedule(schedules.PruningSchedule):
+    """Records the steps it is asked about; prunes 1% more at each."""
+
+    final_sparsity = 0.9
+
+    def __init__(self):
+        self.steps = []
+
+    def __call__(self, step, total_steps=None):
+        self.steps.append(step)
+        return min(0.9, step / 100)
+
+    def get_config(self):
+        return {}
+
+
+@pytest.mark.parametrize("sparsity", [0.3, 0.55, 0.9])
+def test_layer_scope_prunes_exact_count_per_layer(sparsity):
+    model = pruned_mlp()
+    x, y = regression_data()
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0,
+              callbacks=[AnnealedPruning(schedules.ConstantSparsity(sparsity), frequency=2)])
+    for mask in all_masks(model):
+        assert mask.size - np.count_nonzero(mask) == int(np.floor(sparsity * mask.size + 1e-9))
+
+
+@pytest.mark.parametrize("sparsity", [0.3, 0.9])
+def test_global_scope_prunes_exact_count_over_the_model(sparsity):
+    # Learning rate 0: the weights stay those the ranking saw.
+    model = compiled(keras_anneal.prune_model(small_mlp()), learning_rate=0.0)
+    x, y = regression_data()
+    callback = AnnealedPruning(schedules.ConstantSparsity(sparsity), frequency=2, scope="global")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[callback])
+    masks = all_masks(model)
+    total = sum(mask.size for mask in masks)
+    pruned = sum(mask.size - np.count_nonzero(mask) for mask in masks)
+    assert pruned == int(np.floor(sparsity * total + 1e-9))
+    # Ranked together: every kept weight outweighs every pruned one, in any layer.
+    layers = keras_anneal.masked_layers(model)
+    weights = [keras.ops.convert_to_numpy(w) for layer in layers for w in layer.prunable_weights]
+    kept = np.concatenate([np.abs(w[m == 1]) for w, m in zip(weights, masks)])
+    dropped = np.concatenate([np.abs(w[m == 0]) for w, m in zip(weights, masks)])
+    assert kept.min() >= dropped.max()
+    assert callback.sparsity == pytest.approx(pruned / total)
+
+
+def test_pruning_is_cumulative_and_follows_the_schedule():
+    model = pruned_mlp()
+    x, y = regression_data()
+    schedule = schedules.FSA(final_sparsity=0.8, mu=2.0, end_fraction=0.75)
+    recorder = MaskRecorder()
+    history = model.fit(x, y, batch_size=8, epochs=4, verbose=0, shuffle=False,
+                        callbacks=[AnnealedPruning(schedule, frequency=3), recorder])
+    total_steps = 4 * 8
+    # Step `s` (0-based) runs with the masks of the last update due, at the
+    # largest multiple of `frequency` <= s.
+    for step, masks in enumerate(recorder.snapshots):
+        due = step - step % 3
+        target = schedule(due, total_steps)
+        for mask in masks:
+            assert mask.size - np.count_nonzero(mask) == int(np.floor(target * mask.size + 1e-9))
+    for earlier, later in zip(recorder.snapshots, recorder.snapshots[1:]):
+        for before, after in zip(earlier, later):
+            assert np.all(after[before == 0] == 0)  # Pruned stays pruned.
+    sparsities = history.history["sparsity"]
+    assert sparsities == sorted(sparsities) and sparsities[0] > 0
+    assert sparsities[-1] == pytest.approx(keras_anneal.sparsity_report(model).sparsity)
+
+
+def test_updates_happen_every_frequency_optimizer_steps():
+    schedule = StepRecordingSchedule()
+    model = pruned_mlp()
+    x, y = regression_data()
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[AnnealedPruning(schedule, frequency=5)])
+    # 0 is the validation call at train begin; then one query per update.
+    assert schedule.steps == [0, 5, 10, 15, 20]
+
+
+def test_sparsity_reaches_csv_logger(tmp_path):
+    model = pruned_mlp()
+    x, y = regression_data()
+    path = os.path.join(tmp_path, "log.csv")
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[
+        AnnealedPruning(schedules.ConstantSparsity(0.5), frequency=1),
+        keras.callbacks.CSVLogger(path),
+    ])
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    assert [float(row["sparsity"]) for row in rows] == [0.5, 0.5]
+
+
+def test_one_callback_serves_two_fits():
+    callback = AnnealedPruning(schedules.ConstantSparsity(0.5), frequency=1)
+    x, y = regression_data()
+    first = pruned_mlp()
+    first.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[callback])
+    second = pruned_mlp(hidden=10)
+    second.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[callback])
+    assert keras_anneal.sparsity_report(first).sparsity == pytest.approx(0.5)
+    assert keras_anneal.sparsity_report(second).sparsity == pytest.approx(0.5)
+
+
+def test_subclassed_model_with_masked_layers():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.body = keras_anneal.Masked(keras.layers.Dense(16, activation="relu"))
+            self.head = keras_anneal.Masked(keras.layers.Dense(4))
+
+        def call(self, x):
+            return self.head(self.body(x))
+
+    model = compiled(Net())
+    x, y = regression_data()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0,
+              callbacks=[AnnealedPruning(schedules.ConstantSparsity(0.75), frequency=4)])
+    assert keras_anneal.sparsity_report(model).sparsity == pytest.approx(0.75)
+
+
+class InterruptAfterEpoch(keras.callbacks.Callback):
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise RuntimeError("Interrupted on purpose.")
+
+
+def resume_setup():
+    keras.utils.set_random_seed(7)
+    model = pruned_mlp()
+    callback = AnnealedPruning(schedules.FSA(final_sparsity=0.85, mu=1.0, end_fraction=0.9), frequency=3)
+    return model, callback
+
+
+@pytest.mark.parametrize("interrupted_epoch", [0, 2])
+def test_resumed_training_ends_with_the_same_masks(tmp_path, interrupted_epoch):
+    x, y = regression_data()
+    fit = dict(x=x, y=y, batch_size=16, epochs=5, verbose=0, shuffle=False)
+
+    model, callback = resume_setup()
+    model.fit(**fit, callbacks=[callback])
+    uninterrupted = all_masks(model)
+
+    backup = os.path.join(tmp_path, "backup")
+    model, callback = resume_setup()
+    with pytest.raises(RuntimeError, match="on purpose"):
+        model.fit(**fit, callbacks=[
+            callback,
+            keras.callbacks.BackupAndRestore(backup),
+            InterruptAfterEpoch(interrupted_epoch),
+        ])
+    assert callback.sparsity < 0.85  # Stopped before the end of the plan.
+
+    model, callback = resume_setup()  # A fresh process would start like this.
+    model.fit(**fit, callbacks=[callback, keras.callbacks.BackupAndRestore(backup)])
+    assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 5 * 4
+    for resumed, expected in zip(all_masks(model), uninterrupted):
+        np.testing.assert_array_equal(resumed, expected)
+    assert keras_anneal.sparsity_report(model).sparsity == pytest.approx(0.85, abs=0.01)
+
+
+def test_model_without_masked_layers_is_a_clear_error_and_is_not_trained():
+    model = compiled(small_mlp())
+    before = [keras.ops.convert_to_numpy(w) for w in model.weights]
+    x, y = regression_data()
+    with pytest.raises(ValueError, match="no `keras_anneal.Masked` layer.*prune_model"):
+        model.fit(x, y, verbose=0, callbacks=[AnnealedPruning(schedules.FSA(0.5))])
+    for old, new in zip(before, model.weights):
+        np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(new))
+
+
+def test_end_fraction_without_known_length_is_a_clear_error():
+    model = pruned_mlp()
+    x, y = regression_data()
+
+    def batches():
+        while True:
+            yield x[:8], y[:8]
+
+    callback = AnnealedPruning(schedules.FSA(0.5, end_fraction=0.5))
+    with pytest.raises(ValueError, match="end_fraction=0.5.*steps_per_epoch"):
+        model.fit(batches(), epochs=1, steps_per_epoch=None, verbose=0, callbacks=[callback])
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(frequency=0), ValueError, "frequency=0"),
+        (dict(frequency=-3), ValueError, "frequency=-3"),
+        (dict(frequency=2.5), TypeError, "frequency=2.5"),
+        (dict(scope="model"), ValueError, r"scope.*'layer', 'global'.*scope='model'"),
+        (dict(schedule=0.9), TypeError, "schedule=0.9"),
+    ],
+)
+def test_bad_arguments(kwargs, error, message):
+    arguments = {"schedule": schedules.FSA(0.9), **kwargs}
+    with pytest.raises(error, match=message):
+        AnnealedPruning(**arguments)
+
+
+def test_exported_at_top_level():
+    assert keras_anneal.AnnealedPruning is AnnealedPruning

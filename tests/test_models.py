@@ -1,0 +1,199 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import keras_anneal
+from keras_anneal import Masked
+
+L = keras.layers
+
+
+def small_cnn():
+    inputs = keras.Input((8, 8, 1))
+    x = L.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    x = L.MaxPooling2D(2, name="pool")(x)
+    x = L.Dropout(0.25, name="dropout")(x)
+    x = L.Flatten(name="flatten")(x)
+    x = L.Dense(8, activation="relu", name="dense")(x)
+    outputs = L.Dense(3, name="head")(x)
+    return keras.Model(inputs, outputs, name="cnn")
+
+
+def images(n=5):
+    return np.random.default_rng(0).normal(size=(n, 8, 8, 1)).astype("float32")
+
+
+def weights_of(model):
+    return [keras.ops.convert_to_numpy(w) for w in model.weights]
+
+
+def prune_randomly(model, fraction=0.5, seed=0):
+    rng = np.random.default_rng(seed)
+    for layer in keras_anneal.masked_layers(model):
+        layer.set_masks([(rng.random(w.shape) >= fraction) for w in layer.prunable_weights])
+
+
+def test_prune_model_wraps_every_supported_layer_and_keeps_weights():
+    model = small_cnn()
+    pruned = keras_anneal.prune_model(model)
+    wrapped = {layer.layer.name for layer in keras_anneal.masked_layers(pruned)}
+    assert wrapped == {"conv", "dense", "head"}
+    assert all(not isinstance(layer, Masked) for layer in model.layers)  # Original untouched.
+    x = images()
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(pruned(x)), keras.ops.convert_to_numpy(model(x)), rtol=1e-6
+    )
+    # Independent copies: changing the pruned model leaves the original alone.
+    pruned.get_layer("masked_dense").layer.kernel.assign(np.zeros((36, 8)))
+    assert np.any(keras.ops.convert_to_numpy(model.get_layer("dense").kernel) != 0)
+
+
+def test_prune_model_on_sequential():
+    model = keras.Sequential([keras.Input((4,)), L.Dense(3), L.Dropout(0.1), L.Dense(2)])
+    pruned = keras_anneal.prune_model(model)
+    assert [type(layer).__name__ for layer in pruned.layers] == ["Masked", "Dropout", "Masked"]
+
+
+@pytest.mark.parametrize(
+    "layers, expected",
+    [
+        (["dense", "head"], {"dense", "head"}),
+        ([L.Dense], {"dense", "head"}),
+        ("conv", {"conv"}),
+        ([L.Conv2D, "head"], {"conv", "head"}),
+    ],
+)
+def test_prune_model_wraps_only_the_selected_layers(layers, expected):
+    pruned = keras_anneal.prune_model(small_cnn(), layers=layers)
+    assert {layer.layer.name for layer in keras_anneal.masked_layers(pruned)} == expected
+
+
+def test_prune_model_keeps_existing_masks():
+    pruned = keras_anneal.prune_model(small_cnn())
+    prune_randomly(pruned)
+    again = keras_anneal.prune_model(pruned)
+    for a, b in zip(keras_anneal.masked_layers(pruned), keras_anneal.masked_layers(again)):
+        for mask_a, mask_b in zip(a.get_masks(), b.get_masks()):
+            np.testing.assert_array_equal(mask_a, mask_b)
+
+
+def test_nested_models_are_found_and_wrapped():
+    block = keras.Sequential([keras.Input((6,)), L.Dense(5, name="inner")], name="block")
+    inputs = keras.Input((6,))
+    outputs = L.Dense(2, name="outer")(block(inputs))
+    model = keras.Model(inputs, outputs)
+    pruned = keras_anneal.prune_model(model)
+    assert {layer.layer.name for layer in keras_anneal.masked_layers(pruned)} == {"inner", "outer"}
+    prune_randomly(pruned)
+    x = np.random.default_rng(0).normal(size=(4, 6)).astype("float32")
+    stripped = keras_anneal.strip(pruned)
+    assert keras_anneal.masked_layers(stripped) == []
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(stripped(x)), keras.ops.convert_to_numpy(pruned(x)), rtol=1e-6, atol=1e-6
+    )
+
+
+def test_masked_layers_inside_a_subclassed_model_are_found():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.body = Masked(L.Dense(4))
+            self.head = L.Dense(2)
+
+        def call(self, x):
+            return self.head(self.body(x))
+
+    net = Net()
+    net(np.ones((1, 3), "float32"))
+    assert keras_anneal.masked_layers(net) == [net.body]
+    report = keras_anneal.sparsity_report(net)
+    assert report.total == 12
+
+
+def test_strip_bakes_zeros_and_keeps_predictions():
+    pruned = keras_anneal.prune_model(small_cnn())
+    prune_randomly(pruned, fraction=0.6)
+    x = images()
+    stripped = keras_anneal.strip(pruned)
+    assert not any(isinstance(layer, Masked) for layer in stripped.layers)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(stripped(x)), keras.ops.convert_to_numpy(pruned(x)), rtol=1e-5, atol=1e-6
+    )
+    for masked in keras_anneal.masked_layers(pruned):
+        kernel = keras.ops.convert_to_numpy(stripped.get_layer(masked.layer.name).kernel)
+        (mask,) = masked.get_masks()
+        assert np.all(kernel[mask == 0] == 0.0)
+        np.testing.assert_array_equal(kernel[mask == 1], keras.ops.convert_to_numpy(masked.layer.kernel)[mask == 1])
+    # The masked model still holds the raw values: only the copy is baked.
+    raw = keras.ops.convert_to_numpy(pruned.get_layer("masked_dense").layer.kernel)
+    assert np.count_nonzero(raw == 0) == 0
+
+
+def test_save_and_load_keep_predictions_and_masks(tmp_path):
+    pruned = keras_anneal.prune_model(small_cnn())
+    prune_randomly(pruned, fraction=0.7)
+    path = os.path.join(tmp_path, "pruned.keras")
+    pruned.save(path)
+    loaded = keras.saving.load_model(path)  # No custom_objects needed.
+    x = images()
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(pruned(x))
+    )
+    for a, b in zip(keras_anneal.masked_layers(pruned), keras_anneal.masked_layers(loaded)):
+        assert a.name == b.name
+        for mask_a, mask_b in zip(a.get_masks(), b.get_masks()):
+            np.testing.assert_array_equal(mask_a, mask_b)
+
+
+def test_sparsity_report_counts_per_layer_and_weighted_overall():
+    pruned = keras_anneal.prune_model(small_cnn())
+    conv, dense, head = keras_anneal.masked_layers(pruned)
+    conv.set_masks([np.zeros(conv.prunable_weights[0].shape)])  # 36 of 36 pruned
+    head_mask = np.ones(head.prunable_weights[0].shape)
+    head_mask[:2] = 0  # 6 of 24 pruned
+    head.set_masks([head_mask])
+    report = keras_anneal.sparsity_report(pruned)
+    assert [(r.name, r.pruned, r.total) for r in report.layers] == [
+        ("masked_conv", 36, 36),
+        ("masked_dense", 0, 288),
+        ("masked_head", 6, 24),
+    ]
+    assert report.pruned == 42 and report.total == 348
+    assert report.sparsity == pytest.approx(42 / 348)  # Not the mean of layer fractions.
+    assert report.to_dict()["layers"]["masked_head"]["sparsity"] == pytest.approx(0.25)
+    assert "overall" in str(report) and "12.07%" in str(report)
+
+
+def test_bad_layers_argument_is_an_error_and_leaves_the_model_alone():
+    model = small_cnn()
+    before = weights_of(model)
+    with pytest.raises(ValueError, match=r"not in the model: \['desne'\].*'dense'"):
+        keras_anneal.prune_model(model, layers=["desne"])
+    with pytest.raises(ValueError, match=r"no prunable weight: \['dropout'\]"):
+        keras_anneal.prune_model(model, layers=["dropout"])
+    with pytest.raises(ValueError, match=r"no prunable weight: \['MaxPooling2D'\]"):
+        keras_anneal.prune_model(model, layers=[L.MaxPooling2D])
+    with pytest.raises(TypeError, match="Received: 3 of type int"):
+        keras_anneal.prune_model(model, layers=[3])
+    assert [type(layer).__name__ for layer in model.layers] == [
+        "InputLayer", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dense"
+    ]
+    for old, new in zip(before, weights_of(model)):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_subclassed_and_non_models_are_rejected():
+    class Net(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(TypeError, match="not subclassed.*Received: model of class Net"):
+        keras_anneal.prune_model(Net())
+    with pytest.raises(TypeError, match="not subclassed"):
+        keras_anneal.strip(Net())
+    with pytest.raises(TypeError, match="must be a `keras.Model`"):
+        keras_anneal.prune_model("model")
+    with pytest.raises(TypeError, match="must be a `keras.Model`"):
+        keras_anneal.sparsity_report([1, 2])
