@@ -124,8 +124,7 @@ class AnnealedPruning(keras.callbacks.Callback):
             return  # Nothing more to prune: skip reading the weights.
         _sync_backend_state(self.model)
         weights = [ops.convert_to_numpy(weight) for weight in self._weights]
-        masks = [ops.convert_to_numpy(mask) for mask in self._masks]
-        new_masks = masking.magnitude_masks(weights, masks, target, self.scope)
+        new_masks = masking.magnitude_masks(weights, self._mask_values, target, self.scope)
         for variable, value in zip(self._masks, new_masks):
             variable.assign(value)
         self._record(new_masks)
@@ -138,7 +137,12 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._record([ops.convert_to_numpy(mask) for mask in self._masks])
 
     def _record(self, masks):
-        """Keeps the pruned counts per ranking group, and the overall sparsity."""
+        """Keeps the masks' values, their pruned counts, and the overall sparsity.
+
+        Only this callback changes the masks during `fit`, so the host copy
+        saves reading them back from the device at every update.
+        """
+        self._mask_values = masks
         sizes = [mask.size for mask in masks]
         pruned = [mask.size - int(np.count_nonzero(mask)) for mask in masks]
         if self.scope == "global":

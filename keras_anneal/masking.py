@@ -85,7 +85,7 @@ def magnitude_masks(weights, masks, sparsity, scope="layer"):
     """
     scores = []
     for weight, mask in zip(weights, masks):
-        score = np.abs(np.asarray(weight, dtype=np.float64)).ravel()
+        score = np.abs(np.asarray(weight)).ravel()  # A new array: safe to write.
         score[np.asarray(mask).ravel() == 0] = -np.inf
         scores.append(score)
     if scope == "global":
