@@ -82,14 +82,12 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._total_steps = steps * epochs if steps and epochs else None
         self.schedule(0, self._total_steps)  # Fails now, not mid-training, on a bad end.
         self._layers = layers
+        # Gathered at the first update, once every `on_train_begin` has run
+        # (`BackupAndRestore` restores the masks there) and the first step
+        # has built the layers of subclassed models.
         self._masks = self._weights = None
         self._last_update_step = None
         self._epoch_begin_step = 0
-        self.sparsity = 0.0
-        if all(layer.built for layer in layers):
-            self._gather()
-        # Otherwise (a subclassed model, or a Sequential one without an
-        # Input) the layers are built by the first step, and gathered then.
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_begin_step = self._optimizer_step()
@@ -124,7 +122,8 @@ class AnnealedPruning(keras.callbacks.Callback):
             return  # Nothing more to prune: skip reading the weights.
         _sync_backend_state(self.model)
         weights = [ops.convert_to_numpy(weight) for weight in self._weights]
-        new_masks = masking.magnitude_masks(weights, self._mask_values, target, self.scope)
+        masks = [ops.convert_to_numpy(mask) for mask in self._masks]
+        new_masks = masking.magnitude_masks(weights, masks, target, self.scope)
         for variable, value in zip(self._masks, new_masks):
             variable.assign(value)
         self._record(new_masks)
@@ -137,12 +136,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._record([ops.convert_to_numpy(mask) for mask in self._masks])
 
     def _record(self, masks):
-        """Keeps the masks' values, their pruned counts, and the overall sparsity.
-
-        Only this callback changes the masks during `fit`, so the host copy
-        saves reading them back from the device at every update.
-        """
-        self._mask_values = masks
+        """Keeps the pruned counts per ranking group, and the overall sparsity."""
         sizes = [mask.size for mask in masks]
         pruned = [mask.size - int(np.count_nonzero(mask)) for mask in masks]
         if self.scope == "global":
