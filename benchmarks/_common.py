@@ -1,4 +1,8 @@
-"""What every benchmark records beside its figures: command, versions, machine."""
+"""What the benchmarks share: an epoch timer, and the record of command,
+versions and machine written beside every result.
+
+Imports keras: import this module after choosing the backend.
+"""
 
 import json
 import os
@@ -6,11 +10,25 @@ import platform
 import sys
 import time
 
+import keras
+
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
+class EpochTimer(keras.callbacks.Callback):
+    """Wall time of each epoch, the work of the callbacks before it included."""
+
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._start)
+
+
 def environment():
-    import keras
     import numpy
 
     versions = {"python": platform.python_version(), "keras": keras.__version__, "numpy": numpy.__version__}
@@ -28,10 +46,10 @@ def environment():
     }
 
 
-def write_results(name, payload):
-    """Writes `benchmarks/results/<name>.json` with the command line and a timestamp."""
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    path = os.path.join(RESULTS_DIR, f"{name}.json")
+def write_results(name, payload, directory=RESULTS_DIR):
+    """Writes `<directory>/<name>.json` with the command line and a timestamp."""
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, f"{name}.json")
     payload = {
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -23,6 +23,7 @@ import sys
 import time
 
 import keras  # The parent process runs one worker per backend, each with its KERAS_BACKEND.
+from _common import EpochTimer
 from _common import environment
 from _common import write_results
 
@@ -44,19 +45,6 @@ def mnist_cnn():
             L.Dense(10, activation="softmax"),
         ]
     )
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each epoch, the other callbacks' work included."""
-
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
 
 
 def measure(rounds, batch_size, data):

@@ -1,0 +1,164 @@
+"""mnist_cnn: Dropout against annealed pruning (and tfmot), side by side.
+
+Runs every variant for every seed in one invocation, on one machine, and
+writes benchmarks/results/<name>.json after each run, so a long run that is
+stopped keeps what it finished. Per variant and seed it records, per epoch,
+train and test accuracy and loss, wall time and sparsity, and the final
+sparsity per pruned layer.
+
+    python benchmarks/dropout_vs_anneal.py --data ../shared/datasets/mnist.npz
+    python benchmarks/dropout_vs_anneal.py --variants dropout fsa-mu10-s0.9 --seeds 0 1 2
+    python benchmarks/dropout_vs_anneal.py --subset 512 --epochs 1 --name smoke
+    python benchmarks/report.py benchmarks/results/dropout_vs_anneal.json
+
+tfmot (`prune_low_magnitude` with `PolynomialDecay`) needs legacy Keras 2, so
+its variants run in a subprocess (benchmarks/_tfmot_worker.py) with
+TF_USE_LEGACY_KERAS=1; install it with `pip install -e ".[benchmarks]"`.
+"""
+
+import argparse
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+FSA_MUS = (1, 10, 100)
+SPARSITIES = (0.9, 0.95)
+
+
+def variants():
+    """Variant name -> arguments of `mnist_cnn.prepare` (or a tfmot run)."""
+    table = {
+        "dropout": {"regularizer": "dropout"},
+        "none": {"regularizer": "none"},
+        "constant-rate": {"regularizer": "anneal", "schedule": "constant-rate"},
+    }
+    for sparsity in SPARSITIES:
+        for mu in FSA_MUS:
+            table[f"fsa-mu{mu}-s{sparsity}"] = {
+                "regularizer": "anneal", "schedule": "fsa", "final_sparsity": sparsity, "mu": mu,
+            }
+        table[f"tfmot-s{sparsity}"] = {"regularizer": "tfmot", "final_sparsity": sparsity}
+    return table
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=["*"],
+                        help=f"names or shell patterns among: {', '.join(variants())}")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--frequency", type=int, default=50, help="optimizer steps between mask updates")
+    parser.add_argument("--subset", type=int, help="first N training images (N // 6 test images)")
+    parser.add_argument("--data", help="local mnist.npz; downloads MNIST if omitted")
+    parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"],
+                        help="Keras backend; KERAS_BACKEND or tensorflow if omitted")
+    parser.add_argument("--name", default="dropout_vs_anneal", help="results file name")
+    parser.add_argument("--output-dir", default=os.path.join(HERE, "results"))
+    args = parser.parse_args(argv)
+    known = variants()
+    args.variants = [n for n in known if any(fnmatch.fnmatch(n, p) for p in args.variants)]
+    if not args.variants:
+        parser.error(f"--variants matched none of: {', '.join(known)}")
+    return args
+
+
+def run_keras_variant(config, seed, epochs, data, subset, frequency=50):
+    """Trains one Keras 3 variant; returns (record, model)."""
+    import keras
+    from _common import EpochTimer
+
+    import keras_anneal
+
+    sys.path.insert(0, os.path.join(HERE, os.pardir, "examples"))
+    import mnist_cnn  # The example is the one definition of the model.
+
+    keras.utils.set_random_seed(seed)
+    (x_train, y_train), (x_test, y_test) = mnist_cnn.load_data(data, subset)
+    if config["regularizer"] == "anneal":
+        config = {**config, "frequency": frequency}
+    model, callbacks = mnist_cnn.prepare(**config)
+    timer = EpochTimer()
+    history = model.fit(x_train, y_train, batch_size=mnist_cnn.BATCH_SIZE, epochs=epochs,
+                        validation_data=(x_test, y_test), callbacks=callbacks + [timer], verbose=0)
+    report = keras_anneal.sparsity_report(model)
+    return epoch_record(history.history, timer.times, report.to_dict()), model
+
+
+def epoch_record(history, times, sparsity):
+    """The per-run record both the Keras 3 and the tfmot runs write."""
+    epochs = [
+        {
+            "epoch": i + 1,
+            "train_accuracy": float(history["accuracy"][i]),
+            "train_loss": float(history["loss"][i]),
+            "test_accuracy": float(history["val_accuracy"][i]),
+            "test_loss": float(history["val_loss"][i]),
+            "seconds": float(times[i]),
+            "sparsity": float(history.get("sparsity", [0.0] * len(times))[i]),
+        }
+        for i in range(len(times))
+    ]
+    return {
+        "epochs": epochs,
+        "final_test_accuracy": epochs[-1]["test_accuracy"],
+        "final_sparsity": sparsity,
+    }
+
+
+def run_tfmot_variant(config, seed, args):
+    command = [sys.executable, os.path.join(HERE, "_tfmot_worker.py"),
+               "--final-sparsity", str(config["final_sparsity"]), "--seed", str(seed),
+               "--epochs", str(args.epochs), "--frequency", str(args.frequency)]
+    if args.data:
+        command += ["--data", args.data]
+    if args.subset:
+        command += ["--subset", str(args.subset)]
+    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"tfmot worker failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.split("RESULT ", 1)[1])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.backend:
+        os.environ["KERAS_BACKEND"] = args.backend
+    from _common import environment  # Imports keras: after KERAS_BACKEND is set.
+    from _common import write_results
+
+    table = variants()
+    results = {
+        "settings": {"epochs": args.epochs, "seeds": args.seeds, "subset": args.subset,
+                     "frequency": args.frequency,
+                     "variants": {name: table[name] for name in args.variants}},
+        **environment(),
+        "runs": [],
+    }
+    for seed in args.seeds:
+        for name in args.variants:
+            config = table[name]
+            start = time.perf_counter()
+            if config["regularizer"] == "tfmot":
+                record = run_tfmot_variant(config, seed, args)
+            else:
+                record, _ = run_keras_variant(
+                    config, seed, args.epochs, args.data, args.subset, args.frequency
+                )
+            record = {"variant": name, "seed": seed, **record}
+            results["runs"].append(record)
+            path = write_results(args.name, results, directory=args.output_dir)
+            print(f"{name:>16} seed {seed}: test accuracy {record['final_test_accuracy']:.4f}, "
+                  f"sparsity {record['final_sparsity']['sparsity']:.3f}, "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
+    print(f"Wrote {path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

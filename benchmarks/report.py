@@ -1,0 +1,100 @@
+"""Turns a dropout_vs_anneal results file into a markdown table and a figure.
+
+    python benchmarks/report.py benchmarks/results/dropout_vs_anneal.json
+
+Writes <results>.md (mean ± std over seeds) and <results>.png: train and test
+accuracy per epoch for each variant (seed 001's Figure 6, redrawn) and final
+test accuracy against final sparsity of the pruned dense layers.
+"""
+
+import argparse
+import json
+import os
+import statistics
+
+
+def summarize(results):
+    """One row per variant, in the order the variants first appear."""
+    by_variant = {}
+    for run in results["runs"]:
+        by_variant.setdefault(run["variant"], []).append(run)
+    reference = by_variant.get("dropout")
+    reference_time = (
+        statistics.median(e["seconds"] for run in reference for e in run["epochs"]) if reference else None
+    )
+    rows = []
+    for variant, runs in by_variant.items():
+        accuracies = [run["final_test_accuracy"] for run in runs]
+        epoch_time = statistics.median(e["seconds"] for run in runs for e in run["epochs"])
+        rows.append({
+            "variant": variant,
+            "seeds": len(runs),
+            "test_accuracy_mean": statistics.mean(accuracies),
+            "test_accuracy_std": statistics.stdev(accuracies) if len(runs) > 1 else 0.0,
+            "sparsity": statistics.mean(run["final_sparsity"]["sparsity"] for run in runs),
+            "median_epoch_seconds": epoch_time,
+            "epoch_time_ratio": epoch_time / reference_time if reference_time else None,
+        })
+    return rows
+
+
+def markdown(rows):
+    lines = [
+        "| variant | seeds | test accuracy (%) | dense sparsity | median epoch (s) | × Dropout |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        ratio = f"{row['epoch_time_ratio']:.3f}" if row["epoch_time_ratio"] else "–"
+        spread = f" ± {100 * row['test_accuracy_std']:.2f}" if row["seeds"] > 1 else ""
+        lines.append(
+            f"| {row['variant']} | {row['seeds']} | {100 * row['test_accuracy_mean']:.2f}{spread} "
+            f"| {row['sparsity']:.1%} | {row['median_epoch_seconds']:.1f} | {ratio} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def figure(results, rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (curves, scatter) = plt.subplots(1, 2, figsize=(13, 5))
+    for index, row in enumerate(rows):
+        runs = [run for run in results["runs"] if run["variant"] == row["variant"]]
+        epochs = range(1, min(len(run["epochs"]) for run in runs) + 1)
+        for key, style in (("train_accuracy", "--"), ("test_accuracy", "-")):
+            mean = [statistics.mean(run["epochs"][e - 1][key] for run in runs) for e in epochs]
+            curves.plot(list(epochs), mean, style, color=f"C{index % 10}",
+                        label=f"{row['variant']} ({key.split('_')[0]})")
+        scatter.scatter(row["sparsity"], 100 * row["test_accuracy_mean"], color=f"C{index % 10}")
+        scatter.annotate(row["variant"], (row["sparsity"], 100 * row["test_accuracy_mean"]), fontsize=7)
+    curves.set(xlabel="epoch", ylabel="accuracy", title="mnist_cnn: train (dashed) and test accuracy")
+    curves.legend(fontsize=6, ncol=2)
+    scatter.set(xlabel="final sparsity of the dense layers", ylabel="final test accuracy (%)",
+                title="accuracy against sparsity")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results")
+    parser.add_argument("--no-figure", action="store_true")
+    args = parser.parse_args(argv)
+    with open(args.results) as f:
+        results = json.load(f)
+    rows = summarize(results)
+    stem = os.path.splitext(args.results)[0]
+    table = markdown(rows)
+    with open(stem + ".md", "w") as f:
+        f.write(table)
+    print(table)
+    if not args.no_figure:
+        figure(results, rows, stem + ".png")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""Keras' mnist_cnn example, with its Dropout replaced by annealed pruning.
+
+The model is the classic one (Conv32 -> Conv64 -> MaxPool -> Dropout .25 ->
+Flatten -> Dense128 -> Dropout .5 -> Dense10; Adadelta at learning rate 1.0,
+batch 128, 12 epochs). With `--regularizer anneal` the two Dropout layers go,
+and the two Dense layers they guarded are pruned during `fit` instead:
+
+    python examples/mnist_cnn.py --regularizer dropout     # the original
+    python examples/mnist_cnn.py --regularizer anneal      # FSA to 90% of the dense weights
+    python examples/mnist_cnn.py --regularizer anneal --schedule constant-rate
+    python examples/mnist_cnn.py --regularizer none
+
+Add `--data path/to/mnist.npz` to read a local copy instead of downloading.
+"""
+
+import argparse
+
+import keras
+
+import keras_anneal
+
+BATCH_SIZE = 128
+EPOCHS = 12
+
+
+def build_model(dropout=True):
+    """mnist_cnn; `dropout=False` leaves out its two Dropout layers."""
+    L = keras.layers
+    return keras.Sequential(
+        [
+            keras.Input((28, 28, 1)),
+            L.Conv2D(32, 3, activation="relu"),
+            L.Conv2D(64, 3, activation="relu"),
+            L.MaxPooling2D(2),
+            *([L.Dropout(0.25)] if dropout else []),
+            L.Flatten(),
+            L.Dense(128, activation="relu"),
+            *([L.Dropout(0.5)] if dropout else []),
+            L.Dense(10, activation="softmax"),
+        ],
+        name="mnist_cnn",
+    )
+
+
+def compile_model(model):
+    model.compile(
+        optimizer=keras.optimizers.Adadelta(learning_rate=1.0),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def load_data(path=None, subset=None):
+    """MNIST scaled to [0, 1] with a channel axis; `subset` keeps the first
+    `subset` training and `subset // 6` test images (for quick runs)."""
+    (x_train, y_train), (x_test, y_test) = keras_anneal.load_mnist(path)
+    if subset:
+        x_train, y_train = x_train[:subset], y_train[:subset]
+        x_test, y_test = x_test[: max(1, subset // 6)], y_test[: max(1, subset // 6)]
+    scale = lambda x: (x[..., None] / 255.0).astype("float32")  # noqa: E731
+    return (scale(x_train), y_train), (scale(x_test), y_test)
+
+
+def make_schedule(name="fsa", final_sparsity=0.9, mu=None):
+    """The annealing plans compared in benchmarks/dropout_vs_anneal.py."""
+    if name == "fsa":
+        kwargs = {} if mu is None else {"mu": mu}
+        return keras_anneal.schedules.FSA(final_sparsity, end_fraction=0.5, **kwargs)
+    if name == "constant-rate":  # Seed 001: 0.5% of the original count every 50 updates.
+        return keras_anneal.schedules.ConstantRate(rate=0.005, interval=50)
+    if name == "polynomial":
+        return keras_anneal.schedules.PolynomialDecay(final_sparsity, end_fraction=0.5)
+    raise ValueError(
+        "Argument `name` must be one of 'fsa', 'constant-rate', 'polynomial'. "
+        f"Received: name={name!r}"
+    )
+
+
+def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, frequency=50):
+    """The model to train and the callbacks it needs, for one regularizer."""
+    if regularizer == "dropout":
+        return compile_model(build_model(dropout=True)), []
+    model = build_model(dropout=False)
+    if regularizer == "none":
+        return compile_model(model), []
+    # Annealing: prune the two Dense layers that the Dropout layers guarded.
+    model = keras_anneal.prune_model(model, layers=[keras.layers.Dense])
+    pruning = keras_anneal.AnnealedPruning(make_schedule(schedule, final_sparsity, mu), frequency)
+    return compile_model(model), [pruning]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--regularizer", choices=["dropout", "anneal", "none"], default="anneal")
+    parser.add_argument("--schedule", choices=["fsa", "constant-rate", "polynomial"], default="fsa")
+    parser.add_argument("--final-sparsity", type=float, default=0.9)
+    parser.add_argument("--mu", type=float, default=None, help="FSA's mu; the schedule's default if omitted")
+    parser.add_argument("--frequency", type=int, default=50, help="optimizer steps between mask updates")
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--data", help="local mnist.npz; downloads MNIST if omitted")
+    parser.add_argument("--subset", type=int, help="train on the first N images only")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    keras.utils.set_random_seed(args.seed)
+    (x_train, y_train), (x_test, y_test) = load_data(args.data, args.subset)
+    model, callbacks = prepare(
+        args.regularizer, args.schedule, args.final_sparsity, args.mu, args.frequency
+    )
+    model.fit(x_train, y_train, batch_size=BATCH_SIZE, epochs=args.epochs,
+              validation_data=(x_test, y_test), callbacks=callbacks, verbose=2)
+    if args.regularizer == "anneal":
+        print(keras_anneal.sparsity_report(model))
+    loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
+    print(f"Test loss {loss:.4f}, test accuracy {accuracy:.4f}")
+    return model
+
+
+if __name__ == "__main__":
+    main()

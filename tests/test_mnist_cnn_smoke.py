@@ -1,0 +1,89 @@
+"""End to end on a tiny MNIST subset: the mnist_cnn example and its benchmark."""
+
+import json
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+from conftest import MNIST_PATH
+
+import keras_anneal
+
+ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
+sys.path.insert(0, os.path.join(ROOT, "examples"))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import dropout_vs_anneal  # noqa: E402
+import mnist_cnn  # noqa: E402
+import report  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def mnist_file(tmp_path_factory):
+    """The shared MNIST file if present, else a small random stand-in."""
+    if os.path.exists(MNIST_PATH):
+        return MNIST_PATH
+    rng = np.random.default_rng(0)
+    path = str(tmp_path_factory.mktemp("data") / "mnist.npz")
+    np.savez(path, x_train=rng.integers(0, 255, (600, 28, 28), dtype=np.uint8),
+             y_train=rng.integers(0, 10, 600, dtype=np.uint8),
+             x_test=rng.integers(0, 255, (100, 28, 28), dtype=np.uint8),
+             y_test=rng.integers(0, 10, 100, dtype=np.uint8))
+    return path
+
+
+def test_annealing_variant_differs_from_dropout_by_the_dropout_layers():
+    dropout_model, no_callbacks = mnist_cnn.prepare("dropout")
+    annealed, callbacks = mnist_cnn.prepare("anneal", "fsa", 0.9, mu=10)
+    assert no_callbacks == [] and isinstance(callbacks[0], keras_anneal.AnnealedPruning)
+    kinds = [type(layer).__name__ for layer in dropout_model.layers]
+    assert kinds == ["Conv2D", "Conv2D", "MaxPooling2D", "Dropout", "Flatten", "Dense", "Dropout", "Dense"]
+    assert [type(layer).__name__ for layer in annealed.layers] == [
+        "Conv2D", "Conv2D", "MaxPooling2D", "Flatten", "Masked", "Masked"]
+    assert dropout_model.count_params() == 1_199_882  # The classic model's size.
+
+
+def test_example_runs_end_to_end(mnist_file):
+    model = mnist_cnn.main(["--regularizer", "anneal", "--epochs", "1", "--subset", "512",
+                            "--data", mnist_file, "--final-sparsity", "0.9", "--mu", "10"])
+    # 4 steps of 128, frequency 50: no update is due yet in one short epoch.
+    assert keras_anneal.sparsity_report(model).total == 9216 * 128 + 128 * 10
+
+
+def test_benchmark_writes_a_consistent_results_file(mnist_file, tmp_path):
+    results = dropout_vs_anneal.main([
+        "--variants", "dropout", "constant-rate", "fsa-mu10-s0.9", "--epochs", "1", "--frequency", "2",
+        "--subset", "512", "--data", mnist_file, "--name", "smoke", "--output-dir", str(tmp_path),
+    ])
+    with open(tmp_path / "smoke.json") as f:
+        written = json.load(f)
+    assert written["runs"] == json.loads(json.dumps(results["runs"]))
+    assert {"command", "date", "versions", "machine", "backend", "settings"} <= written.keys()
+    assert written["backend"] == keras.backend.backend()
+    assert [run["variant"] for run in written["runs"]] == ["dropout", "constant-rate", "fsa-mu10-s0.9"]
+    sparsities = {run["variant"]: run["final_sparsity"]["sparsity"] for run in written["runs"]}
+    assert sparsities["dropout"] == 0.0  # No masked layer: an empty report.
+    assert sparsities["constant-rate"] == 0.0  # 4 steps: its first removal is at step 50.
+    assert sparsities["fsa-mu10-s0.9"] == pytest.approx(0.9, abs=1e-3)
+    for run in written["runs"]:
+        (epoch,) = run["epochs"]
+        assert set(epoch) == {"epoch", "train_accuracy", "train_loss", "test_accuracy",
+                              "test_loss", "seconds", "sparsity"}
+        assert 0 <= epoch["test_accuracy"] <= 1 and epoch["seconds"] > 0
+    rows = report.main([str(tmp_path / "smoke.json"), "--no-figure"])
+    assert [row["variant"] for row in rows] == ["dropout", "constant-rate", "fsa-mu10-s0.9"]
+    assert (tmp_path / "smoke.md").read_text().count("\n") == 5
+
+
+def test_reported_sparsity_matches_the_masks(mnist_file):
+    config = dropout_vs_anneal.variants()["fsa-mu10-s0.9"]
+    # 1024 images at batch 128: 8 steps; end_fraction 0.5 ends the plan at step 4.
+    record, model = dropout_vs_anneal.run_keras_variant(
+        config, seed=0, epochs=1, data=mnist_file, subset=1024, frequency=2
+    )
+    masks = keras_anneal.sparsity_report(model)
+    assert masks.sparsity == pytest.approx(0.9, abs=1e-3)
+    assert record["final_sparsity"] == masks.to_dict()
+    assert record["epochs"][-1]["sparsity"] == pytest.approx(masks.sparsity)
