@@ -59,9 +59,14 @@ def parse_args(argv=None):
                         help="Keras backend; KERAS_BACKEND or tensorflow if omitted")
     parser.add_argument("--name", default="dropout_vs_anneal", help="results file name")
     parser.add_argument("--output-dir", default=os.path.join(HERE, "results"))
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs already in the results file and skip them")
     args = parser.parse_args(argv)
     known = variants()
-    args.variants = [n for n in known if any(fnmatch.fnmatch(n, p) for p in args.variants)]
+    selected = []  # In the order of the patterns given: that is the order of the runs.
+    for pattern in args.variants:
+        selected += [n for n in known if fnmatch.fnmatch(n, pattern) and n not in selected]
+    args.variants = selected
     if not args.variants:
         parser.error(f"--variants matched none of: {', '.join(known)}")
     return args
@@ -133,16 +138,23 @@ def main(argv=None):
     from _common import write_results
 
     table = variants()
-    results = {
-        "settings": {"epochs": args.epochs, "seeds": args.seeds, "subset": args.subset,
-                     "frequency": args.frequency,
-                     "variants": {name: table[name] for name in args.variants}},
-        **environment(),
-        "runs": [],
-    }
+    settings = {"epochs": args.epochs, "subset": args.subset, "frequency": args.frequency,
+                "data": os.path.basename(args.data) if args.data else "keras download"}
+    results = {"settings": settings, **environment(), "commands": [], "variants": {}, "runs": []}
+    path = os.path.join(args.output_dir, f"{args.name}.json")
+    if args.resume and os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+        if previous["settings"] != settings or previous["backend"] != results["backend"]:
+            raise SystemExit(f"--resume: {path} was run with other settings: {previous['settings']}")
+        results.update(commands=previous["commands"], variants=previous["variants"], runs=previous["runs"])
+    results["commands"].append(" ".join([os.path.basename(sys.executable)] + sys.argv))
+    done = {(run["variant"], run["seed"]) for run in results["runs"]}
     for seed in args.seeds:
         for name in args.variants:
-            config = table[name]
+            if (name, seed) in done:
+                continue
+            config = results["variants"][name] = table[name]
             start = time.perf_counter()
             if config["regularizer"] == "tfmot":
                 record = run_tfmot_variant(config, seed, args)
