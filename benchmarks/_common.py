@@ -15,8 +15,10 @@ import keras
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
-class EpochTimer(keras.callbacks.Callback):
-    """Wall time of each epoch, the work of the callbacks before it included."""
+class EpochTimes:
+    """Callback methods recording the wall time of each epoch in `self.times`
+    (the work of the callbacks listed before it included). A mixin, so that
+    the tf_keras worker of the tfmot runs can time epochs the same way."""
 
     def on_train_begin(self, logs=None):
         self.times = []
@@ -26,6 +28,10 @@ class EpochTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.times.append(time.perf_counter() - self._start)
+
+
+class EpochTimer(EpochTimes, keras.callbacks.Callback):
+    """A Keras 3 callback timing each epoch."""
 
 
 def environment():

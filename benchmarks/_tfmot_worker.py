@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
@@ -21,34 +20,15 @@ import tensorflow_model_optimization as tfmot  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path[:0] = [HERE, os.path.join(HERE, os.pardir, "examples")]
+from _common import EpochTimes  # noqa: E402
 from dropout_vs_anneal import epoch_record  # noqa: E402
-
-BATCH_SIZE = 128
-
-
-def load_data(path, subset):
-    if path:
-        with np.load(path) as data:
-            (x_train, y_train), (x_test, y_test) = (data["x_train"], data["y_train"]), (data["x_test"], data["y_test"])
-    else:
-        (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
-    if subset:
-        x_train, y_train = x_train[:subset], y_train[:subset]
-        x_test, y_test = x_test[: max(1, subset // 6)], y_test[: max(1, subset // 6)]
-    scale = lambda x: (x[..., None] / 255.0).astype("float32")  # noqa: E731
-    return (scale(x_train), y_train), (scale(x_test), y_test)
+from mnist_cnn import BATCH_SIZE  # noqa: E402
+from mnist_cnn import load_data  # noqa: E402
 
 
-class Timer(keras.callbacks.Callback):
-    def on_train_begin(self, logs=None):
-        self.times = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.times.append(time.perf_counter() - self._start)
+class Timer(EpochTimes, keras.callbacks.Callback):
+    pass
 
 
 def main():
