@@ -70,7 +70,7 @@ def make_schedule(name="fsa", final_sparsity=0.9, mu=None):
     if name == "constant-rate":  # Seed 001: 0.5% of the original count every 50 updates.
         return keras_anneal.schedules.ConstantRate(rate=0.005, interval=50)
     if name == "polynomial":
-        return keras_anneal.schedules.PolynomialDecay(final_sparsity, end_fraction=0.5)
+        return keras_anneal.schedules.PolynomialDecay(final_sparsity=final_sparsity, end_fraction=0.5)
     raise ValueError(
         "Argument `name` must be one of 'fsa', 'constant-rate', 'polynomial'. "
         f"Received: name={name!r}"

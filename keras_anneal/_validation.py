@@ -30,17 +30,15 @@ def check_sparsity(name, value):
     return float(value)
 
 
-def check_fraction(name, value, *, low_open=True, high_closed=True):
-    """A fraction in (0, 1] by default."""
+def check_fraction(name, value, *, include_one=True):
+    """A fraction in (0, 1], or in (0, 1) when `include_one=False`."""
     if not _is_real(value):
         raise TypeError(
             f"Argument `{name}` must be a float. "
             f"Received: {name}={value!r} of type {type(value).__name__}"
         )
-    low_ok = value > 0.0 if low_open else value >= 0.0
-    high_ok = value <= 1.0 if high_closed else value < 1.0
-    if not (low_ok and high_ok):
-        interval = ("(" if low_open else "[") + "0, 1" + ("]" if high_closed else ")")
+    if not (0.0 < value < 1.0 or (include_one and value == 1.0)):
+        interval = "(0, 1]" if include_one else "(0, 1)"
         raise ValueError(
             f"Argument `{name}` must be in {interval}. Received: {name}={value!r}"
         )

@@ -1,7 +1,6 @@
 """Callbacks that prune a model while it trains."""
 
 import keras
-import numpy as np
 from keras import ops
 
 from keras_anneal import _validation
@@ -23,17 +22,20 @@ def _sync_backend_state(model):
 class AnnealedPruning(keras.callbacks.Callback):
     """Prunes `Masked` layers during `fit`, following an annealing schedule.
 
-    Every `frequency` optimizer updates, the callback asks the schedule for
-    the target sparsity `s` at the current step and keeps, in each masked
-    layer (`scope="layer"`) or in all of them together (`scope="global"`, as
-    FSA ranks all variables), the weights of largest magnitude `|w|`, so that
-    exactly `floor(s * n)` of `n` weights are pruned (see
-    `keras_anneal.masking`). Pruning is cumulative: a pruned weight never
-    comes back.
+    Before the first step and then every `frequency` optimizer updates, the
+    callback asks the schedule for the target sparsity `s` at the current
+    step and keeps, in each prunable weight tensor (`scope="layer"`) or in all
+    of them together (`scope="global"`, as FSA ranks all variables), the
+    weights of largest magnitude `|w|`, so that exactly `floor(s * n)` of `n`
+    weights are pruned (see `keras_anneal.masking`). Pruning is cumulative: a
+    pruned weight never comes back.
 
     The step is the optimizer's iteration count, so a training resumed from
     a checkpoint (e.g. with `keras.callbacks.BackupAndRestore`) continues the
-    schedule where it stopped. The overall sparsity is written to the epoch
+    schedule where it stopped. For the same reason, a schedule's
+    `end_fraction` is a fraction of `epochs * steps_per_epoch` of this `fit`
+    counted from the optimizer's step 0: a second `fit` on an optimizer that
+    has already stepped continues the plan rather than starting it again. The overall sparsity is written to the epoch
     logs under `"sparsity"`, where `History`, `CSVLogger` and `TensorBoard`
     placed after this callback see it.
 
@@ -109,15 +111,17 @@ class AnnealedPruning(keras.callbacks.Callback):
 
     def _maybe_update(self, step):
         due = step - step % self.frequency
-        if due == 0 or due == self._last_update_step:
+        if due == self._last_update_step:
             return
+        if self._masks is None:
+            if not all(layer.built for layer in self._layers):
+                return  # Built by the first step; the next update is due after it.
+            self._gather()
         self._last_update_step = due
         target = self.schedule(due, self._total_steps)
-        if self._masks is None:
-            self._gather()
         if all(
-            masking.pruned_count(target, size) <= pruned
-            for size, pruned in self._group_counts
+            masking.pruned_count(target, total) <= pruned
+            for pruned, total in self._group_counts
         ):
             return  # Nothing more to prune: skip reading the weights.
         _sync_backend_state(self.model)
@@ -136,11 +140,8 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._record([ops.convert_to_numpy(mask) for mask in self._masks])
 
     def _record(self, masks):
-        """Keeps the pruned counts per ranking group, and the overall sparsity."""
-        sizes = [mask.size for mask in masks]
-        pruned = [mask.size - int(np.count_nonzero(mask)) for mask in masks]
-        if self.scope == "global":
-            self._group_counts = [(sum(sizes), sum(pruned))]
-        else:
-            self._group_counts = list(zip(sizes, pruned))
-        self.sparsity = sum(pruned) / sum(sizes)
+        """Keeps `(pruned, total)` per ranking group, and the overall sparsity."""
+        groups = [masks] if self.scope == "global" else [[mask] for mask in masks]
+        self._group_counts = [masking.count_pruned(group) for group in groups]
+        pruned, total = masking.count_pruned(masks)
+        self.sparsity = pruned / total

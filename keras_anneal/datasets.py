@@ -12,6 +12,9 @@ def load_mnist(path=None):
             `None` downloads through `keras.datasets.mnist.load_data()`.
             Defaults to `None`.
 
+    Returns:
+        `(x_train, y_train), (x_test, y_test)`, NumPy arrays.
+
     Example:
 
     >>> (x_train, y_train), (x_test, y_test) = load_mnist("mnist.npz")  # doctest: +SKIP

@@ -1,7 +1,7 @@
 """`Masked`: the wrapper layer that holds and applies pruning masks.
 
-Every other part of keras-anneal (the annealing callback, the post-training
-search, `strip`) reads and writes masks through this layer and nothing else.
+Every other part of keras-anneal (the annealing callback, `strip`, the
+reports) reads and writes masks through this layer and nothing else.
 """
 
 import contextlib
@@ -9,6 +9,8 @@ import contextlib
 import keras
 import numpy as np
 from keras import ops
+
+from keras_anneal import masking
 
 # Prunable weights of the supported Keras layers, by attribute name. Checked
 # with `isinstance`, so subclasses of these layers are supported too.
@@ -95,8 +97,11 @@ class Masked(keras.layers.Wrapper):
     convolutions, the embeddings of Embedding), `Masked` holds a
     non-trainable mask `m` of the same shape, initially all ones, and the
     wrapped layer computes with `w * m`. A weight with `m = 0` therefore
-    contributes nothing and gets a zero gradient, while its stored value is
-    kept, so a search may bring it back. Masks save and load with the model.
+    contributes nothing and gets a zero gradient. Its stored value is not
+    zeroed (the mask alone records what is pruned), so setting its mask back
+    to 1 restores it; with plain SGD that value stays exactly as it was, while
+    optimizers with momentum or weight decay may still move it, which never
+    affects the output. Masks save and load with the model.
 
     Args:
         layer: the `keras.layers.Layer` to wrap: one of `SUPPORTED_LAYERS`
@@ -106,7 +111,8 @@ class Masked(keras.layers.Wrapper):
 
     Raises:
         TypeError: if `layer` is not a Keras layer.
-        ValueError: if `layer` has no prunable weight.
+        ValueError: if `layer` has no prunable weight, is already wrapped,
+            or has LoRA or quantization enabled.
 
     Example:
 
@@ -123,7 +129,18 @@ class Masked(keras.layers.Wrapper):
                 "Argument `layer` must be a `keras.layers.Layer` instance. "
                 f"Received: layer={layer!r} of type {type(layer).__name__}"
             )
-        if isinstance(layer, Masked) or not is_prunable(layer):
+        if isinstance(layer, Masked):
+            raise ValueError(
+                f"Argument `layer` is already a `Masked` layer. "
+                f"Received: layer=Masked(name='{layer.name}')"
+            )
+        if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
+            raise ValueError(
+                "Argument `layer` must not have LoRA or quantization enabled: "
+                "masks apply to the float kernel. Received: "
+                f"layer={layer.__class__.__name__}(name='{layer.name}')"
+            )
+        if not is_prunable(layer):
             supported = ", ".join(cls.__name__ for cls in SUPPORTED_LAYERS)
             raise ValueError(
                 f"Argument `layer` must be a layer with prunable weights: {supported}, "
@@ -131,6 +148,9 @@ class Masked(keras.layers.Wrapper):
                 f"Received: layer={layer.__class__.__name__}(name='{layer.name}')"
             )
         kwargs.setdefault("name", f"masked_{layer.name}")
+        # The masks take the wrapped layer's variable dtype; computing in its
+        # dtype policy too keeps mixed precision layers in their precision.
+        kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
         self.supports_masking = layer.supports_masking
         self._weight_attributes = ()
@@ -152,7 +172,6 @@ class Masked(keras.layers.Wrapper):
             )
             for variable in variables
         ]
-        self.built = True
 
     def call(self, inputs, *args, **kwargs):
         masked = {
@@ -162,8 +181,8 @@ class Masked(keras.layers.Wrapper):
         with _substituted(self.layer, masked):
             return self.layer(inputs, *args, **kwargs)
 
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
+    def compute_output_spec(self, *args, **kwargs):
+        return self.layer.compute_output_spec(*args, **kwargs)
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)
@@ -235,6 +254,5 @@ class Masked(keras.layers.Wrapper):
     @property
     def sparsity(self):
         """Fraction of this layer's prunable weights that are pruned."""
-        masks = self.get_masks()
-        total = sum(mask.size for mask in masks)
-        return float(sum(mask.size - np.count_nonzero(mask) for mask in masks) / total)
+        pruned, total = masking.count_pruned(self.get_masks())
+        return pruned / total

@@ -34,6 +34,18 @@ def pruned_count(sparsity, size):
     return min(size, math.floor(sparsity * size + 1e-12 * size))
 
 
+def count_pruned(masks):
+    """`(pruned, total)` over a list of 0/1 masks.
+
+    Example:
+
+    >>> count_pruned([np.array([0.0, 1.0, 1.0]), np.zeros((2, 2))])
+    (5, 7)
+    """
+    total = sum(int(np.size(mask)) for mask in masks)
+    return total - sum(int(np.count_nonzero(mask)) for mask in masks), total
+
+
 def keep_largest(scores, n_keep):
     """Boolean array keeping the `n_keep` largest scores, ties to lower index.
 

@@ -3,8 +3,8 @@
 import dataclasses
 
 import keras
-import numpy as np
 
+from keras_anneal import masking
 from keras_anneal.layers import SUPPORTED_LAYERS
 from keras_anneal.layers import Masked
 from keras_anneal.layers import is_prunable
@@ -60,10 +60,16 @@ def _all_layers(model):
 def _copy_layer(layer, weights=None):
     """A new layer with `layer`'s config, built alike, holding its weights."""
     copy = layer.__class__.from_config(layer.get_config())
+    if not layer.weights:
+        return copy
     build_config = layer.get_build_config()
-    if layer.built and build_config:
-        copy.build_from_config(build_config)
-        copy.set_weights(layer.get_weights() if weights is None else weights)
+    if not build_config:
+        raise ValueError(
+            f"Cannot copy the weights of layer '{layer.name}': it records no build "
+            "shape. Build the model on its inputs (e.g. call it on a batch) first."
+        )
+    copy.build_from_config(build_config)
+    copy.set_weights(layer.get_weights() if weights is None else weights)
     return copy
 
 
@@ -92,7 +98,11 @@ def _layer_selector(model, layers):
             f"The model's layers are: {sorted(by_name)}"
         )
     unsupported = sorted(name for name in names if not is_prunable(by_name[name]))
-    unsupported += [cls.__name__ for cls in classes if not issubclass(cls, SUPPORTED_LAYERS)]
+    unsupported += [
+        cls.__name__
+        for cls in classes
+        if not (issubclass(cls, SUPPORTED_LAYERS) or callable(getattr(cls, "get_prunable_weights", None)))
+    ]
     if unsupported:
         raise ValueError(
             f"Argument `layers` selects layers with no prunable weight: {unsupported}. "
@@ -123,7 +133,7 @@ def prune_model(model, layers=None):
 
     Raises:
         TypeError: if `model` is not a Sequential or Functional model, or
-            `layers` holds something else than names and classes.
+            `layers` holds something other than names and classes.
         ValueError: if `layers` names an unknown layer or one with no
             prunable weight.
 
@@ -157,6 +167,9 @@ def strip(model):
 
     Returns:
         The new `keras.Model`, with no keras-anneal layer in it.
+
+    Raises:
+        TypeError: if `model` is not a Sequential or Functional model.
 
     Example:
 
@@ -256,10 +269,8 @@ def sparsity_report(model):
     >>> sparsity_report(model).sparsity
     0.0
     """
-    rows = []
-    for layer in masked_layers(model):
-        masks = layer.get_masks()
-        total = sum(mask.size for mask in masks)
-        kept = sum(int(np.count_nonzero(mask)) for mask in masks)
-        rows.append(LayerSparsity(layer.name, total - kept, total))
+    rows = [
+        LayerSparsity(layer.name, *masking.count_pruned(layer.get_masks()))
+        for layer in masked_layers(model)
+    ]
     return SparsityReport(tuple(rows))

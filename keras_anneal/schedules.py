@@ -155,8 +155,9 @@ class FSA(_AnnealingPlan):
         sparsity(step) = s_f * (1 - max(0, (N - 2e) / (2 e mu + N))).
 
     `mu` sets how front-loaded the removal is: `mu = 0` removes weights at a
-    constant pace, larger `mu` removes most of them early (at a quarter of the
-    plan, a fraction `(mu + 1) / (mu + 2)` of the final sparsity is reached).
+    constant pace, larger `mu` removes most of them early (half-way from
+    `begin_step` to the end, i.e. at `e = N / 4`, a fraction
+    `(mu + 1) / (mu + 2)` of the final sparsity is reached).
     The paper used `mu = 300` for linear models; its public code defaults to
     100, as does this class until the mnist_cnn sweep picks a value.
 
@@ -201,6 +202,8 @@ class PolynomialDecay(_AnnealingPlan):
         sparsity(step) = s_f + (s_i - s_f) * (1 - (step - begin) / (end - begin)) ** power
 
     between `begin_step` and the end step; `s_f` after it, 0 before it.
+    The arguments are keyword-only, so that code written for tfmot's
+    `PolynomialDecay(initial_sparsity, final_sparsity, ...)` cannot swap them.
 
     Args:
         final_sparsity: sparsity `s_f` at the end, in [0, 1).
@@ -221,6 +224,7 @@ class PolynomialDecay(_AnnealingPlan):
 
     def __init__(
         self,
+        *,
         final_sparsity,
         initial_sparsity=0.0,
         begin_step=0,
@@ -232,6 +236,12 @@ class PolynomialDecay(_AnnealingPlan):
         self.initial_sparsity = _validation.check_sparsity(
             "initial_sparsity", initial_sparsity
         )
+        if self.initial_sparsity > self.final_sparsity:
+            raise ValueError(
+                "Argument `initial_sparsity` must not exceed `final_sparsity`: "
+                "pruning only adds. Received: "
+                f"initial_sparsity={initial_sparsity}, final_sparsity={final_sparsity}"
+            )
         self.power = _validation.check_positive("power", power)
 
     def _sparsity_at(self, progress):
@@ -318,7 +328,7 @@ class ConstantRate(PruningSchedule):
         final_sparsity=0.99,
         begin_step=0,
     ):
-        self.rate = _validation.check_fraction("rate", rate, high_closed=False)
+        self.rate = _validation.check_fraction("rate", rate, include_one=False)
         self.interval = _validation.check_step("interval", interval, positive=True)
         self.relative_to = _validation.check_choice(
             "relative_to", relative_to, ("original", "remaining")
@@ -347,7 +357,18 @@ class ConstantRate(PruningSchedule):
 
 
 def get(identifier):
-    """A schedule from an instance or a `keras.saving` config dict."""
+    """A schedule from an instance or a `keras.saving` config dict.
+
+    Args:
+        identifier: a `PruningSchedule`, or the dict that
+            `keras.saving.serialize_keras_object` made of one.
+
+    Returns:
+        A `PruningSchedule`.
+
+    Raises:
+        TypeError: for anything else.
+    """
     if isinstance(identifier, PruningSchedule):
         return identifier
     if isinstance(identifier, dict):

@@ -109,8 +109,24 @@ def test_updates_happen_every_frequency_optimizer_steps():
     model = pruned_mlp()
     x, y = regression_data()
     model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[AnnealedPruning(schedule, frequency=5)])
-    # 0 is the validation call at train begin; then one query per update.
-    assert schedule.steps == [0, 5, 10, 15, 20]
+    # The check of the schedule at train begin, the update before the first
+    # step, then one update every 5 steps.
+    assert schedule.steps == [0, 0, 5, 10, 15, 20]
+
+
+def test_constant_sparsity_applies_before_the_first_step():
+    model = pruned_mlp()
+    x, y = regression_data()
+    recorder = MaskRecorder()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[
+        AnnealedPruning(schedules.ConstantSparsity(0.5), frequency=1000), recorder])
+    first_step_masks = recorder.snapshots[0]
+    assert masking_sparsity(first_step_masks) == pytest.approx(0.5)
+
+
+def masking_sparsity(masks):
+    pruned, total = keras_anneal.masking.count_pruned(masks)
+    return pruned / total
 
 
 def test_sparsity_reaches_csv_logger(tmp_path):

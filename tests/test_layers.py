@@ -146,6 +146,26 @@ def test_config_round_trip():
     restored = Masked.from_config(layer.get_config())
     assert restored.name == "wrapped"
     assert restored.layer.get_config() == layer.layer.get_config()
+    restored.build((None, 6, 6, 2))
+    assert [(m.name, tuple(m.shape)) for m in restored.masks] == [("kernel_mask", (3, 3, 2, 5))]
+
+
+def test_lora_layers_are_rejected():
+    dense = L.Dense(4)
+    dense.build((None, 3))
+    dense.enable_lora(2)
+    with pytest.raises(ValueError, match="LoRA or quantization"):
+        Masked(dense)
+
+
+def test_mixed_precision_layer_keeps_its_policy():
+    layer = Masked(L.Dense(4, dtype="mixed_bfloat16"))
+    y = layer(np.ones((2, 3), "float32"))
+    assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
+    assert layer.masks[0].dtype == "float32"  # The variable dtype of the kernel.
+    layer.set_masks([np.zeros((3, 4))])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(keras.ops.cast(layer(np.ones((2, 3))), "float32")),
+                                  np.zeros((2, 4)))
 
 
 def test_masks_of_an_unbuilt_layer_are_a_clear_error():
@@ -159,7 +179,7 @@ def test_masks_of_an_unbuilt_layer_are_a_clear_error():
         ("dense", TypeError, "must be a `keras.layers.Layer`.*layer='dense'"),
         (L.Dropout(0.5, name="drop"), ValueError, r"prunable weights.*Received: layer=Dropout\(name='drop'\)"),
         (L.BatchNormalization(), ValueError, "BatchNormalization"),
-        (Masked(L.Dense(2)), ValueError, "Received: layer=Masked"),
+        (Masked(L.Dense(2)), ValueError, "already a `Masked` layer"),
     ],
 )
 def test_wrapping_a_non_prunable_argument_is_an_error(argument, error, message):

@@ -46,10 +46,13 @@ def test_annealing_variant_differs_from_dropout_by_the_dropout_layers():
 
 
 def test_example_runs_end_to_end(mnist_file):
-    model = mnist_cnn.main(["--regularizer", "anneal", "--epochs", "1", "--subset", "512",
-                            "--data", mnist_file, "--final-sparsity", "0.9", "--mu", "10"])
-    # 4 steps of 128, frequency 50: no update is due yet in one short epoch.
-    assert keras_anneal.sparsity_report(model).total == 9216 * 128 + 128 * 10
+    model = mnist_cnn.main(["--regularizer", "anneal", "--epochs", "1", "--subset", "1024",
+                            "--data", mnist_file, "--final-sparsity", "0.9", "--mu", "10",
+                            "--frequency", "2"])
+    # 8 steps of 128; the plan ends half-way, at step 4.
+    report = keras_anneal.sparsity_report(model)
+    assert report.total == 9216 * 128 + 128 * 10
+    assert [round(layer.sparsity, 3) for layer in report.layers] == [0.9, 0.9]
 
 
 def test_benchmark_writes_a_consistent_results_file(mnist_file, tmp_path):

@@ -70,12 +70,29 @@ def test_prune_model_wraps_only_the_selected_layers(layers, expected):
     assert {layer.layer.name for layer in keras_anneal.masked_layers(pruned)} == expected
 
 
+def test_prune_model_selects_custom_prunable_layers_by_class():
+    class Scale(L.Layer):
+        def build(self, input_shape):
+            self.scale = self.add_weight(shape=input_shape[-1:], initializer="ones")
+
+        def call(self, x):
+            return x * self.scale
+
+        def get_prunable_weights(self):
+            return [self.scale]
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, L.Dense(2, name="dense")(Scale(name="scale")(inputs)))
+    pruned = keras_anneal.prune_model(model, layers=[Scale])
+    assert [layer.layer.name for layer in keras_anneal.masked_layers(pruned)] == ["scale"]
+
+
 def test_prune_model_keeps_existing_masks():
     pruned = keras_anneal.prune_model(small_cnn())
     prune_randomly(pruned)
     again = keras_anneal.prune_model(pruned)
-    for a, b in zip(keras_anneal.masked_layers(pruned), keras_anneal.masked_layers(again)):
-        for mask_a, mask_b in zip(a.get_masks(), b.get_masks()):
+    for a, b in zip(keras_anneal.masked_layers(pruned), keras_anneal.masked_layers(again), strict=True):
+        for mask_a, mask_b in zip(a.get_masks(), b.get_masks(), strict=True):
             np.testing.assert_array_equal(mask_a, mask_b)
 
 
@@ -141,9 +158,9 @@ def test_save_and_load_keep_predictions_and_masks(tmp_path):
     np.testing.assert_array_equal(
         keras.ops.convert_to_numpy(loaded(x)), keras.ops.convert_to_numpy(pruned(x))
     )
-    for a, b in zip(keras_anneal.masked_layers(pruned), keras_anneal.masked_layers(loaded)):
+    for a, b in zip(keras_anneal.masked_layers(pruned), keras_anneal.masked_layers(loaded), strict=True):
         assert a.name == b.name
-        for mask_a, mask_b in zip(a.get_masks(), b.get_masks()):
+        for mask_a, mask_b in zip(a.get_masks(), b.get_masks(), strict=True):
             np.testing.assert_array_equal(mask_a, mask_b)
 
 
