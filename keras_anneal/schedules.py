@@ -158,12 +158,15 @@ class FSA(_AnnealingPlan):
     constant pace, larger `mu` removes most of them early (half-way from
     `begin_step` to the end, i.e. at `e = N / 4`, a fraction
     `(mu + 1) / (mu + 2)` of the final sparsity is reached).
-    The paper used `mu = 300` for linear models; its public code defaults to
-    100, as does this class until the mnist_cnn sweep picks a value.
+    The paper used `mu = 300` for linear models and its public code defaults
+    to 100. The default here, 10, comes from the mnist_cnn sweep
+    (`benchmarks/dropout_vs_anneal.py`, 12 epochs, 90% of the dense weights
+    pruned, seed 0): test accuracy 98.97% at `mu = 10`, 98.89% at `mu = 1`,
+    98.81% at `mu = 100`. That is one seed; gaps this small are within noise.
 
     Args:
         final_sparsity: fraction of weights pruned at the end, in [0, 1).
-        mu: annealing parameter, >= 0. Defaults to 100.
+        mu: annealing parameter, >= 0. Defaults to 10.
         begin_step: step at which pruning starts. Defaults to 0.
         end_step: step at which `final_sparsity` is reached.
         end_fraction: the same, as a fraction of the `fit` call's total steps.
@@ -179,7 +182,7 @@ class FSA(_AnnealingPlan):
     def __init__(
         self,
         final_sparsity,
-        mu=100.0,
+        mu=10.0,
         begin_step=0,
         end_step=None,
         end_fraction=None,
