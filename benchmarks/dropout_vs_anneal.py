@@ -42,6 +42,10 @@ def variants():
             table[f"fsa-mu{mu}-s{sparsity}"] = {
                 "regularizer": "anneal", "schedule": "fsa", "final_sparsity": sparsity, "mu": mu,
             }
+        # tfmot's plan through keras-anneal: tells the schedule from the implementation.
+        table[f"polynomial-s{sparsity}"] = {
+            "regularizer": "anneal", "schedule": "polynomial", "final_sparsity": sparsity,
+        }
         table[f"tfmot-s{sparsity}"] = {"regularizer": "tfmot", "final_sparsity": sparsity}
     return table
 
