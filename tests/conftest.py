@@ -24,6 +24,19 @@ def doctest_globals(doctest_namespace):
     doctest_namespace.update(np=np, keras=keras, keras_anneal=keras_anneal)
 
 
+class Scale(keras.layers.Layer):
+    """A custom layer that opts into pruning with `get_prunable_weights`."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(shape=input_shape[-1:], initializer="ones")
+
+    def call(self, x):
+        return x * self.scale
+
+    def get_prunable_weights(self):
+        return [self.scale]
+
+
 def small_mlp(inputs=8, hidden=16, outputs=4):
     return keras.Sequential(
         [

@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+from conftest import Scale
 
 from keras_anneal import Masked
 
@@ -113,16 +114,6 @@ def test_sparsity_is_weighted_by_weight_count():
 
 
 def test_custom_layer_with_get_prunable_weights():
-    class Scale(L.Layer):
-        def build(self, input_shape):
-            self.scale = self.add_weight(shape=input_shape[-1:], initializer="ones")
-
-        def call(self, x):
-            return x * self.scale
-
-        def get_prunable_weights(self):
-            return [self.scale]
-
     layer = Masked(Scale())
     x = np.ones((2, 4), "float32")
     layer(x)

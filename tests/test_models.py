@@ -3,6 +3,7 @@ import os
 import keras
 import numpy as np
 import pytest
+from conftest import Scale
 
 import keras_anneal
 from keras_anneal import Masked
@@ -71,16 +72,6 @@ def test_prune_model_wraps_only_the_selected_layers(layers, expected):
 
 
 def test_prune_model_selects_custom_prunable_layers_by_class():
-    class Scale(L.Layer):
-        def build(self, input_shape):
-            self.scale = self.add_weight(shape=input_shape[-1:], initializer="ones")
-
-        def call(self, x):
-            return x * self.scale
-
-        def get_prunable_weights(self):
-            return [self.scale]
-
     inputs = keras.Input((4,))
     model = keras.Model(inputs, L.Dense(2, name="dense")(Scale(name="scale")(inputs)))
     pruned = keras_anneal.prune_model(model, layers=[Scale])
