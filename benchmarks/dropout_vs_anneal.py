@@ -27,7 +27,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 FSA_MUS = (1, 10, 100)
-SPARSITIES = (0.9, 0.95)
+SPARSITIES = (0.9, 0.95, 0.98)
 
 
 def variants():

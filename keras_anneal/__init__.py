@@ -13,7 +13,10 @@ the network sheds its least useful connections while it trains:
 from keras_anneal import callbacks
 from keras_anneal import masking
 from keras_anneal import schedules
+from keras_anneal import search
 from keras_anneal.callbacks import AnnealedPruning
+from keras_anneal.callbacks import GeneticPruning
+from keras_anneal.callbacks import SimulatedAnnealingPruning
 from keras_anneal.datasets import load_mnist
 from keras_anneal.layers import SUPPORTED_LAYERS
 from keras_anneal.layers import Masked
@@ -28,9 +31,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnnealedPruning",
+    "GeneticPruning",
     "LayerSparsity",
     "Masked",
     "SUPPORTED_LAYERS",
+    "SimulatedAnnealingPruning",
     "SparsityReport",
     "callbacks",
     "load_mnist",
@@ -38,6 +43,7 @@ __all__ = [
     "masking",
     "prune_model",
     "schedules",
+    "search",
     "sparsity_report",
     "strip",
 ]

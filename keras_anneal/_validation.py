@@ -95,3 +95,17 @@ def check_choice(name, value, choices):
             f"Argument `{name}` must be one of {expected}. Received: {name}={value!r}"
         )
     return value
+
+
+def check_probability(name, value):
+    """A probability or rate in [0, 1]."""
+    if not _is_real(value):
+        raise TypeError(
+            f"Argument `{name}` must be a float in [0, 1]. "
+            f"Received: {name}={value!r} of type {type(value).__name__}"
+        )
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(
+            f"Argument `{name}` must be in [0, 1]. Received: {name}={value!r}"
+        )
+    return float(value)

@@ -12,18 +12,6 @@ MNIST_PATH = os.path.join(
 )
 
 
-@pytest.fixture(autouse=True)
-def seeded():
-    keras.utils.set_random_seed(1234)
-    yield
-    keras.backend.clear_session()
-
-
-@pytest.fixture(autouse=True)
-def doctest_globals(doctest_namespace):
-    doctest_namespace.update(np=np, keras=keras, keras_anneal=keras_anneal)
-
-
 class Scale(keras.layers.Layer):
     """A custom layer that opts into pruning with `get_prunable_weights`."""
 

@@ -1,0 +1,372 @@
+"""The driver shared by every mask search.
+
+A search sets candidate masks on the model's `Masked` layers and scores each
+with one compiled evaluation (`test_on_batch`) on calibration data that is
+converted to tensors once: no model copy, no rebuilt graph, no data pipeline
+per candidate.
+"""
+
+import dataclasses
+import math
+import time
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_anneal import _validation
+from keras_anneal.layers import Masked
+from keras_anneal.models import masked_layers
+from keras_anneal.search import costs
+from keras_anneal.search.costs import Evaluation
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What a mask search found; its masks are already set on the model.
+
+    Attributes:
+        masks: layer name -> list of 0/1 masks, as `Masked.get_masks()`.
+        baseline: the `Evaluation` of the masks the search started from.
+        final: the `Evaluation` of the masks found (after fine-tuning, if any),
+            on the same calibration data.
+        history: one dict per search step (per generation for the genetic
+            algorithm): usable as rows of a table, e.g.
+            `pandas.DataFrame(result.history)`.
+        evaluations: candidates scored.
+        seconds: wall time of the search (fine-tuning excluded).
+    """
+
+    masks: dict
+    baseline: Evaluation
+    final: Evaluation
+    history: list
+    evaluations: int
+    seconds: float
+
+    @property
+    def loss(self):
+        return self.final.loss
+
+    @property
+    def metrics(self):
+        return self.final.metrics
+
+    @property
+    def sparsity(self):
+        """Pruned / total over all masked weights (weighted by weight count)."""
+        return self.final.sparsity
+
+    @property
+    def mean_layer_sparsity(self):
+        """Mean of the per-mask sparsities (seed 002's measure)."""
+        return self.final.mean_layer_sparsity
+
+    @property
+    def evaluations_per_second(self):
+        return self.evaluations / self.seconds if self.seconds > 0 else math.inf
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskUnit:
+    """One mask searched on its own: mask `index` of a `Masked` layer."""
+
+    layer: Masked
+    index: int
+
+    @property
+    def name(self):
+        return f"{self.layer.name}/{self.layer.masks[self.index].name}"
+
+    def get(self):
+        return self.layer.get_masks()[self.index].astype(bool)
+
+    def set(self, mask):
+        masks = self.layer.get_masks()
+        masks[self.index] = mask
+        self.layer.set_masks(masks)
+
+    def weights(self):
+        return ops.convert_to_numpy(self.layer.prunable_weights[self.index])
+
+
+def _num_samples(x):
+    leaves = keras.tree.flatten(x)
+    if not leaves:
+        return 0
+    return len(leaves[0])
+
+
+def _is_batch_iterable(x):
+    """A `tf.data.Dataset`, `PyDataset` or other iterable of `(x, y)` batches."""
+    return not isinstance(x, (np.ndarray, list, tuple, dict)) and not hasattr(x, "shape") and (
+        hasattr(x, "__iter__") or hasattr(x, "__getitem__")
+    )
+
+
+def calibration_batches(x, y=None, sample_weight=None, batch_size=None):
+    """The calibration data as a list of `(x, y, sample_weight, count)` tensors.
+
+    Arrays are cut into batches of `batch_size` (all in one batch if `None`);
+    an iterable of batches (a `tf.data.Dataset`, a `keras.utils.PyDataset`)
+    is read once. Everything is converted to backend tensors here, once.
+    """
+    if batch_size is not None:
+        _validation.check_step("batch_size", batch_size, positive=True)
+    if _is_batch_iterable(x):
+        if y is not None or sample_weight is not None:
+            raise ValueError(
+                "Argument `y` and `sample_weight` must be None when `x` is a dataset "
+                f"of batches. Received: x={type(x).__name__}, y={type(y).__name__}"
+            )
+        raw = []
+        for batch in x:
+            batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
+            batch = batch + (None,) * (3 - len(batch))
+            raw.append(batch[:3])
+    else:
+        count = _num_samples(x)
+        step = batch_size or max(count, 1)
+        raw = [
+            tuple(
+                None if part is None else keras.tree.map_structure(lambda a: a[start:start + step], part)
+                for part in (x, y, sample_weight)
+            )
+            for start in range(0, count, step)
+        ]
+    batches = []
+    for bx, by, bw in raw:
+        count = _num_samples(bx)
+        if count:
+            convert = lambda part: None if part is None else keras.tree.map_structure(ops.convert_to_tensor, part)
+            batches.append((convert(bx), convert(by), convert(bw), count))
+    if not batches:
+        raise ValueError(
+            "Argument `x` must hold at least one calibration sample. Received: 0 samples"
+        )
+    return batches
+
+
+class Scorer:
+    """Scores the model as its masks stand, on fixed calibration batches."""
+
+    def __init__(self, model, batches):
+        self.model = model
+        self.batches = batches
+        self.count = 0
+
+    def __call__(self):
+        totals, samples = {}, 0
+        for x, y, sample_weight, count in self.batches:
+            logs = self.model.test_on_batch(x, y, sample_weight, return_dict=True)
+            for key, value in logs.items():
+                totals[key] = totals.get(key, 0.0) + float(value) * count
+            samples += count
+        self.count += 1
+        return {key: value / samples for key, value in totals.items()}
+
+
+def search_units(model, layers=None):
+    """The masks to search, in order: all of the model's, or those of `layers`."""
+    available = masked_layers(model)
+    if not available:
+        raise ValueError(
+            "Argument `model` has no `Masked` layer to search. Wrap its layers with "
+            "`keras_anneal.prune_model(model)` first."
+        )
+    if layers is None:
+        chosen = available
+    else:
+        by_name = {layer.name: layer for layer in available}
+        chosen = []
+        for entry in layers:
+            name = entry.name if isinstance(entry, keras.layers.Layer) else entry
+            if name not in by_name:
+                raise ValueError(
+                    f"Argument `layers` must name `Masked` layers of the model: "
+                    f"{sorted(by_name)}. Received: {entry!r}"
+                )
+            chosen.append(by_name[name])
+        if not chosen:
+            raise ValueError("Argument `layers` must name at least one layer. Received: []")
+    for layer in chosen:
+        if not layer.built:
+            raise ValueError(
+                f"Layer '{layer.name}' is not built yet. Build the model (call it on "
+                "data or train it) before searching its masks."
+            )
+    return [MaskUnit(layer, index) for layer in chosen for index in range(len(layer.masks))]
+
+
+class SearchState:
+    """The masks of a running search, and the scoring of candidates."""
+
+    def __init__(self, model, scorer, cost, rng, verbose):
+        self.model = model
+        self.scorer = scorer
+        self.cost = cost
+        self.rng = rng
+        self.verbose = verbose
+        self.history = []
+        all_units = search_units(model)
+        self._pruned = {unit.name: int((~unit.get()).sum()) for unit in all_units}
+        self._sizes = {unit.name: int(np.prod(unit.layer.masks[unit.index].shape)) for unit in all_units}
+        self.baseline_loss = math.nan
+        self.max_loss = math.inf
+
+    def evaluate(self, changes=None):
+        """Sets `changes` (unit -> mask) and scores the model with them.
+
+        The candidate stays set; `commit` makes it the current state.
+        """
+        changes = changes or {}
+        for unit, mask in changes.items():
+            unit.set(mask)
+        pruned = dict(self._pruned)
+        for unit, mask in changes.items():
+            pruned[unit.name] = int(mask.size - np.count_nonzero(mask))
+        logs = self.scorer()
+        evaluation = Evaluation(
+            loss=logs["loss"],
+            metrics=logs,
+            sparsity=sum(pruned.values()) / sum(self._sizes.values()),
+            mean_layer_sparsity=float(np.mean([pruned[n] / self._sizes[n] for n in pruned])),
+            baseline_loss=self.baseline_loss,
+            max_loss=self.max_loss,
+        )
+        return evaluation, float(self.cost(evaluation))
+
+    def commit(self, changes):
+        for unit, mask in changes.items():
+            unit.set(mask)
+            self._pruned[unit.name] = int(mask.size - np.count_nonzero(mask))
+
+    def record(self, evaluation, cost, **fields):
+        self.history.append({
+            **fields,
+            "cost": cost,
+            "loss": evaluation.loss,
+            "max_loss": evaluation.max_loss,
+            "sparsity": evaluation.sparsity,
+            "mean_layer_sparsity": evaluation.mean_layer_sparsity,
+            **{key: value for key, value in evaluation.metrics.items() if key != "loss"},
+        })
+
+    def progress(self, target, title):
+        if not self.verbose:
+            return None
+        print(title)
+        return keras.utils.Progbar(target, stateful_metrics=["cost", "loss", "sparsity"])
+
+
+class MaskSearch:
+    """Base of the searches: validates, runs `_search`, restores on failure.
+
+    Subclasses validate their own parameters in `__init__` and implement
+    `_search(state, units)`, which leaves the masks it found committed.
+
+    Args:
+        cost: `Evaluation -> float` to minimise; `None` for the search's default.
+        layers: names (or instances) of the `Masked` layers to search, in the
+            order to search them; `None` for all, in model order.
+        batch_size: calibration samples per evaluation batch; `None` scores
+            them all in one batch.
+        fine_tune: `None`, or a dict of `model.fit` arguments (e.g.
+            `dict(x=x_train, y=y_train, epochs=1)`) to train the kept weights
+            after the search.
+        seed: seed of the search's random numbers, for a reproducible run.
+        verbose: 0 for silence, 1 for a progress bar per searched mask.
+    """
+
+    default_cost = None
+
+    def __init__(self, *, cost=None, layers=None, batch_size=None, fine_tune=None, seed=None, verbose=1):
+        self.cost = costs.check_cost(cost, type(self).default_cost)
+        self.layers = None if layers is None else list(layers)
+        if batch_size is not None:
+            _validation.check_step("batch_size", batch_size, positive=True)
+        self.batch_size = batch_size
+        if fine_tune is not None and not isinstance(fine_tune, dict):
+            raise TypeError(
+                "Argument `fine_tune` must be None or a dict of `model.fit` arguments. "
+                f"Received: fine_tune={fine_tune!r}"
+            )
+        self.fine_tune = fine_tune
+        self.seed = seed
+        self.verbose = verbose
+
+    def _search(self, state, units):
+        raise NotImplementedError
+
+    def _check_units(self, units):
+        """Checks parameters that depend on the model, before any change."""
+
+    def run(self, model, x, y=None, sample_weight=None):
+        """Searches the masks of `model` on the calibration data `x, y`.
+
+        Use held-out data (a validation split), never the test set: the masks
+        are chosen to do well on exactly these samples.
+
+        Returns:
+            A `SearchResult`; the masks found are set on the model.
+        """
+        if not getattr(model, "compiled", False):
+            raise ValueError(
+                "Argument `model` must be compiled: the search scores masks with its "
+                "loss. Call `model.compile(loss=..., metrics=[...])` first."
+            )
+        units = search_units(model, self.layers)
+        self._check_units(units)
+        batches = calibration_batches(x, y, sample_weight, self.batch_size)
+        layers = {unit.layer.name: unit.layer for unit in units}
+        initial = {name: layer.get_masks() for name, layer in layers.items()}
+        state = SearchState(model, Scorer(model, batches), self.cost, np.random.default_rng(self.seed), self.verbose)
+        start = time.perf_counter()
+        try:
+            baseline, _ = state.evaluate()
+            state.baseline_loss = baseline.loss
+            baseline = dataclasses.replace(baseline, baseline_loss=baseline.loss)
+            self._search(state, units)
+            seconds = time.perf_counter() - start
+            if self.fine_tune is not None:
+                model.fit(**{"verbose": self.verbose, **self.fine_tune})
+            state.max_loss = math.inf
+            final, _ = state.evaluate()
+        except BaseException:
+            for name, masks in initial.items():
+                layers[name].set_masks(masks)
+            raise
+        return SearchResult(
+            masks={layer.name: layer.get_masks() for layer in masked_layers(model)},
+            baseline=baseline,
+            final=final,
+            history=state.history,
+            evaluations=state.scorer.count,
+            seconds=seconds,
+        )
+
+
+class LayerwiseSearch(MaskSearch):
+    """Searches one mask at a time, under a loss cap that rises from mask to mask.
+
+    The i-th of n masks is searched with the cap `loss_cap(i, n, L_base)`;
+    the best candidate found replaces the mask only if its loss is within
+    that cap, otherwise the mask stays as it was. Subclasses implement
+    `_search_mask(state, unit)` -> `(best_mask, best_evaluation)`.
+    """
+
+    default_cost = staticmethod(costs.seed_cost)
+
+    def __init__(self, *, loss_cap=costs.DEFAULT_LOSS_INCREASE, **kwargs):
+        super().__init__(**kwargs)
+        self.loss_cap = costs.get_loss_cap(loss_cap)
+
+    def _search_mask(self, state, unit):
+        raise NotImplementedError
+
+    def _search(self, state, units):
+        for position, unit in enumerate(units):
+            state.max_loss = float(self.loss_cap(position, len(units), state.baseline_loss))
+            start = unit.get()
+            mask, evaluation = self._search_mask(state, unit)
+            state.commit({unit: mask if evaluation.within_cap else start})

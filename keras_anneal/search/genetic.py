@@ -1,0 +1,136 @@
+"""A genetic algorithm over pruning masks, layer by layer (seed 002)."""
+
+from keras_anneal import _validation
+from keras_anneal.search import operators
+from keras_anneal.search.base import LayerwiseSearch
+
+
+class GeneticAlgorithm(LayerwiseSearch):
+    """Layer-wise genetic search of pruning masks (seed 002).
+
+    For each mask in turn: a population of `population_size` masks, each
+    pruning every kept weight with probability `mutation_rate` (retried
+    with the rate multiplied by `mutation_rate` again, up to `max_retries`
+    times, until one candidate is within the loss cap). Each generation g
+    keeps the `elite_size` lowest-cost masks and fills the rest with
+    children: two parents by tournament (lowest cost among
+    `tournament_size` drawn), single-point crossover with probability
+    `crossover_rate`, then mutation at `mutation_rate (1 - g / generations)`
+    (a redrawn gene is kept with that probability, so mutation mostly
+    prunes). Weights pruned before the search stay pruned. The lowest-cost
+    mask seen is kept, if within the layer's loss cap.
+
+    Args:
+        generations: > 0. Defaults to 20.
+        population_size: >= 2. Defaults to 12.
+        tournament_size: in [1, population_size]. Defaults to 5.
+        crossover_rate: in [0, 1]. Defaults to 0.9.
+        mutation_rate: in [0, 1]. Defaults to 0.15.
+        elite_size: in [0, population_size). Defaults to 2.
+        max_retries: attempts at a population with a candidate within the
+            cap, > 0. Defaults to 10.
+        loss_cap: a float (loss increase allowed by the last mask) or a
+            callable, as in `SimulatedAnnealing`. Defaults to 0.05.
+        **kwargs: `cost`, `layers`, `batch_size`, `fine_tune`, `seed`,
+            `verbose`, see `keras_anneal.search.MaskSearch`.
+    """
+
+    def __init__(self, generations=20, population_size=12, tournament_size=5, crossover_rate=0.9,
+                 mutation_rate=0.15, elite_size=2, max_retries=10, **kwargs):
+        self.generations = _validation.check_step("generations", generations, positive=True)
+        self.population_size = _validation.check_step("population_size", population_size, positive=True)
+        if population_size < 2:
+            raise ValueError(
+                f"Argument `population_size` must be >= 2. Received: population_size={population_size}"
+            )
+        self.tournament_size = _validation.check_step("tournament_size", tournament_size, positive=True)
+        if tournament_size > population_size:
+            raise ValueError(
+                "Argument `tournament_size` must be <= population_size "
+                f"({population_size}). Received: tournament_size={tournament_size}"
+            )
+        self.elite_size = _validation.check_step("elite_size", elite_size)
+        if elite_size >= population_size:
+            raise ValueError(
+                f"Argument `elite_size` must be < population_size ({population_size}). "
+                f"Received: elite_size={elite_size}"
+            )
+        self.crossover_rate = _validation.check_probability("crossover_rate", crossover_rate)
+        self.mutation_rate = _validation.check_probability("mutation_rate", mutation_rate)
+        self.max_retries = _validation.check_step("max_retries", max_retries, positive=True)
+        super().__init__(**kwargs)
+
+    def _score(self, state, unit, masks):
+        return [(mask, *state.evaluate({unit: mask})) for mask in masks]
+
+    def _initial_population(self, state, unit, allowed):
+        prune_rate = 1.0
+        for _ in range(self.max_retries):
+            prune_rate *= self.mutation_rate
+            population = self._score(state, unit, [
+                operators.random_mask(allowed, prune_rate, state.rng)
+                for _ in range(self.population_size)
+            ])
+            if any(evaluation.within_cap for _, evaluation, _ in population):
+                break
+        return population
+
+    def _children(self, state, unit, population, allowed, rate):
+        costs = [cost for _, _, cost in population]
+        children = []
+        while len(children) < self.population_size - self.elite_size:
+            first = population[operators.tournament(costs, self.tournament_size, state.rng)][0]
+            second = population[operators.tournament(costs, self.tournament_size, state.rng)][0]
+            if state.rng.random() < self.crossover_rate:
+                first, second = operators.single_point_crossover(first, second, state.rng)
+            children += [operators.mutate(first, rate, allowed, state.rng),
+                         operators.mutate(second, rate, allowed, state.rng)]
+        return children[:self.population_size - self.elite_size]
+
+    def _search_mask(self, state, unit):
+        allowed = unit.get()
+        population = self._initial_population(state, unit, allowed)
+        best = min(population, key=lambda member: member[2])
+        bar = state.progress(self.generations, f"Genetic algorithm: {unit.name}")
+        for generation in range(self.generations):
+            rate = operators.decayed_rate(self.mutation_rate, generation, self.generations)
+            population.sort(key=lambda member: member[2])
+            elites = population[:self.elite_size]
+            for _ in range(self.max_retries):
+                offspring = self._score(state, unit, self._children(state, unit, population, allowed, rate))
+                if any(evaluation.within_cap for _, evaluation, _ in elites + offspring):
+                    break
+            population = elites + offspring
+            leader = min(population, key=lambda member: member[2])
+            if leader[2] < best[2]:
+                best = leader
+            state.record(leader[1], leader[2], mask=unit.name, generation=generation, mutation_rate=rate)
+            if bar is not None:
+                bar.update(generation + 1, [("cost", best[2]), ("loss", best[1].loss),
+                                            ("sparsity", best[1].sparsity)])
+        return best[0], best[1]
+
+
+def genetic_algorithm(model, x, y=None, *, sample_weight=None, **kwargs):
+    """Prunes `model`'s masks by a layer-wise genetic algorithm on `x, y`.
+
+    Runs `GeneticAlgorithm(**kwargs)` (see there for the algorithm and
+    arguments) on calibration data, a validation split rather than the test
+    set. The model must be compiled and hold `Masked` layers; the search
+    starts from their current masks and never revives a weight pruned before.
+
+    Returns:
+        A `SearchResult`; the masks found are set on the model.
+
+    Example:
+
+    >>> model = keras_anneal.prune_model(keras.Sequential(
+    ...     [keras.Input((8,)), keras.layers.Dense(16), keras.layers.Dense(1)]))
+    >>> model.compile(loss="mse")
+    >>> x, y = np.random.rand(64, 8), np.random.rand(64, 1)
+    >>> result = genetic_algorithm(model, x, y, generations=3, population_size=6,
+    ...                            seed=0, verbose=0)
+    >>> result.sparsity > 0 and result.final.loss < result.baseline.loss + 0.05
+    True
+    """
+    return GeneticAlgorithm(**kwargs).run(model, x, y, sample_weight)
