@@ -17,26 +17,33 @@ class SimulatedAnnealing(LayerwiseSearch):
 
     For each mask in turn, for k = 0 … iterations - 1: the temperature is
     `T_k = T0 / (1 + ln(1 + k))` and the mutation rate
-    `r_k = mutation_rate (1 - k / iterations)`; the neighbour prunes each
-    still-kept weight with probability `r_k`; it replaces the current mask
+    `r_k = mutation_rate (1 - k / iterations)`; the neighbour prunes a
+    fraction `r_k` of the still-kept weights; it replaces the current mask
     with Metropolis probability `min(1, exp(-(C_new - C) / T_k))`. The mask
     of lowest cost seen is kept, if within the layer's loss cap.
 
     The default cost is `costs.seed_cost`; `loss_cap` is a float (the loss
     increase allowed by the last mask, see `costs.RelativeLossCap`) or a
-    callable such as `costs.WarmupLossCap(1.0)`, seed 002's absolute cap.
+    callable `(position, sizes, baseline_loss) -> max_loss` such as
+    `costs.WarmupLossCap(1.0)`, seed 002's absolute cap.
 
     Args:
         iterations: candidates per mask, > 0. Defaults to 200 (seed 002).
         initial_temperature: `T0`, > 0. Defaults to 1.0 (seed 002).
         mutation_rate: initial pruning rate of the neighbour, in [0, 1].
             Defaults to 0.15.
+        neighbour: which kept weights a neighbour prunes: `"random"` ones
+            (seed 002) or random ones among the smallest `|w|`
+            (`"magnitude"`, see `operators.prune_small`). Defaults to
+            `"magnitude"`.
         loss_cap: see above. Defaults to 0.05.
         **kwargs: `cost`, `layers`, `batch_size`, `fine_tune`, `seed`,
             `verbose`, see `keras_anneal.search.MaskSearch`.
     """
 
-    def __init__(self, iterations=200, initial_temperature=1.0, mutation_rate=0.15, **kwargs):
+    def __init__(self, iterations=200, initial_temperature=1.0, mutation_rate=0.15,
+                 neighbour="magnitude", **kwargs):
+        self.neighbour = _validation.check_choice("neighbour", neighbour, ("magnitude", "random"))
         self.iterations = _validation.check_step("iterations", iterations, positive=True)
         self.initial_temperature = _validation.check_positive("initial_temperature", initial_temperature)
         self.mutation_rate = _validation.check_probability("mutation_rate", mutation_rate)
@@ -44,6 +51,7 @@ class SimulatedAnnealing(LayerwiseSearch):
 
     def _search_mask(self, state, unit):
         current = unit.get()
+        magnitudes = np.abs(unit.weights())
         current_evaluation, current_cost = state.evaluate({unit: current})
         best, best_evaluation, best_cost = current, current_evaluation, current_cost
         bar = state.progress(self.iterations, f"Simulated annealing: {unit.name}")
@@ -52,7 +60,10 @@ class SimulatedAnnealing(LayerwiseSearch):
                 break
             rate = operators.decayed_rate(self.mutation_rate, step, self.iterations)
             temperature = operators.log_temperature(self.initial_temperature, step)
-            candidate = operators.prune_random(current, rate, state.rng)
+            if self.neighbour == "random":
+                candidate = operators.prune_random(current, rate, state.rng)
+            else:
+                candidate = operators.prune_small(current, magnitudes, rate, state.rng)
             evaluation, cost = state.evaluate({unit: candidate})
             accepted = operators.metropolis_accepts(cost - current_cost, temperature, state.rng)
             if accepted:
@@ -129,6 +140,7 @@ class FixedBudgetAnnealing(MaskSearch):
             )
 
     def _search(self, state, units):
+        state.scorer.focus([unit.layer for unit in units])
         starts = [unit.get() for unit in units]
         allowed = np.concatenate([mask.ravel() for mask in starts])
         bounds = np.cumsum([0] + [mask.size for mask in starts])

@@ -148,22 +148,67 @@ def calibration_batches(x, y=None, sample_weight=None, batch_size=None):
 
 
 class Scorer:
-    """Scores the model as its masks stand, on fixed calibration batches."""
+    """Scores the model as its masks stand, on fixed calibration batches.
+
+    `focus(layers)` lets a search skip the work that cannot
+    change: in a `keras.Sequential` model, the layers before the searched
+    one are run once on the calibration data, and each candidate is scored
+    by a model of the remaining layers (the same layer objects, compiled
+    with the same loss and metrics). The first score after `focus` is
+    checked against the whole model, which is used instead on any mismatch
+    (e.g. a regularization loss in the skipped layers).
+    """
 
     def __init__(self, model, batches):
         self.model = model
         self.batches = batches
         self.count = 0
+        self._target, self._inputs = model, batches
 
-    def __call__(self):
+    def focus(self, searched=()):
+        """Scores from the first of the `searched` layers on, until the next `focus`."""
+        self._target, self._inputs = self.model, self.batches
+        layers = self.model.layers if isinstance(self.model, keras.Sequential) else []
+        positions = [i for i, layer in enumerate(layers) if any(layer is s for s in searched)]
+        index = min(positions) if len(positions) == len(searched) and positions else 0
+        if index == 0:
+            return
+        try:
+            config = keras.saving.deserialize_keras_object(self.model.get_compile_config())
+            inputs = []
+            for x, y, sample_weight, count in self.batches:
+                for prefix_layer in layers[:index]:
+                    x = prefix_layer(x, training=False)
+                inputs.append((x, y, sample_weight, count))
+            suffix = keras.Sequential([keras.Input(tuple(inputs[0][0].shape[1:])), *layers[index:]])
+            suffix.compile(
+                loss=config.get("loss"),
+                metrics=config.get("metrics"),
+                weighted_metrics=config.get("weighted_metrics"),
+                loss_weights=config.get("loss_weights"),
+            )
+        except Exception:  # Whatever a model of the suffix cannot do, the whole model does.
+            return
+        whole = self._score(self.model, self.batches)
+        part = self._score(suffix, inputs)
+        if whole.keys() == part.keys() and all(
+            math.isclose(whole[key], part[key], rel_tol=1e-4, abs_tol=1e-6) for key in whole
+        ):
+            self._target, self._inputs = suffix, inputs
+
+    @staticmethod
+    def _score(model, batches):
         totals, samples = {}, 0
-        for x, y, sample_weight, count in self.batches:
-            logs = self.model.test_on_batch(x, y, sample_weight, return_dict=True)
+        for x, y, sample_weight, count in batches:
+            logs = model.test_on_batch(x, y, sample_weight, return_dict=True)
             for key, value in logs.items():
                 totals[key] = totals.get(key, 0.0) + float(value) * count
             samples += count
-        self.count += 1
         return {key: value / samples for key, value in totals.items()}
+
+    def __call__(self):
+        self.count += 1
+        return self._score(self._target, self._inputs)
 
 
 def search_units(model, layers=None):
@@ -331,6 +376,7 @@ class MaskSearch:
             if self.fine_tune is not None:
                 model.fit(**{"verbose": self.verbose, **self.fine_tune})
             state.max_loss = math.inf
+            state.scorer.focus()
             final, _ = state.evaluate()
         except BaseException:
             for name, masks in initial.items():
@@ -349,7 +395,8 @@ class MaskSearch:
 class LayerwiseSearch(MaskSearch):
     """Searches one mask at a time, under a loss cap that rises from mask to mask.
 
-    The i-th of n masks is searched with the cap `loss_cap(i, n, L_base)`;
+    Mask i of the searched masks is searched under the cap
+    `loss_cap(i, sizes, L_base)`, `sizes` being their weight counts;
     the best candidate found replaces the mask only if its loss is within
     that cap, otherwise the mask stays as it was. Subclasses implement
     `_search_mask(state, unit)` -> `(best_mask, best_evaluation)`.
@@ -365,8 +412,10 @@ class LayerwiseSearch(MaskSearch):
         raise NotImplementedError
 
     def _search(self, state, units):
+        sizes = [unit.get().size for unit in units]
         for position, unit in enumerate(units):
-            state.max_loss = float(self.loss_cap(position, len(units), state.baseline_loss))
+            state.max_loss = float(self.loss_cap(position, sizes, state.baseline_loss))
             start = unit.get()
+            state.scorer.focus([unit.layer])
             mask, evaluation = self._search_mask(state, unit)
             state.commit({unit: mask if evaluation.within_cap else start})

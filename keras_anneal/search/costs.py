@@ -65,53 +65,57 @@ def loss_energy(evaluation):
 
 
 class RelativeLossCap:
-    """A loss cap that rises linearly above the baseline, layer after layer.
+    """A loss cap above the baseline that rises with the share of weights searched.
 
-    For the i-th of n searched masks (i from 0):
-    `max_loss_i = L_base + increase * (i + 1) / n`, so early layers are pruned
-    under a tight cap and the last one may raise the loss by `increase`.
+    With masks of `sizes` n_0, n_1, … searched in that order, the cap for
+    mask i is `max_loss_i = L_base + increase * (n_0 + … + n_i) / (n_0 + … )`:
+    each mask may raise the loss in proportion to its weight count, so the
+    large layers, where the weights are, get most of the budget, and the last
+    one may bring the loss to `L_base + increase`.
 
     >>> cap = RelativeLossCap(0.04)
-    >>> [round(cap(i, 4, 0.1), 2) for i in range(4)]
-    [0.11, 0.12, 0.13, 0.14]
+    >>> [round(cap(i, [100, 100, 200], 0.1), 2) for i in range(3)]
+    [0.11, 0.12, 0.14]
     """
 
     def __init__(self, increase):
         self.increase = _validation.check_non_negative("loss_cap", increase)
 
-    def __call__(self, position, num_masks, baseline_loss):
-        return baseline_loss + self.increase * (position + 1) / num_masks
+    def __call__(self, position, sizes, baseline_loss):
+        return baseline_loss + self.increase * sum(sizes[: position + 1]) / sum(sizes)
 
     def __repr__(self):
         return f"RelativeLossCap({self.increase!r})"
 
 
 class WarmupLossCap:
-    """Seed 002's cap: `max_loss_i = loss_to_warmup * (i + 1) / n`, an absolute loss.
+    """Seed 002's cap, an absolute loss warming up layer by layer.
+
+    For mask i of n: `max_loss_i = loss_to_warmup * (i + 1) / n`.
 
     >>> cap = WarmupLossCap(1.0)
-    >>> [cap(i, 4, 0.1) for i in range(4)]
+    >>> [cap(i, [10, 10, 10, 10], 0.1) for i in range(4)]
     [0.25, 0.5, 0.75, 1.0]
     """
 
     def __init__(self, loss_to_warmup=1.0):
         self.loss_to_warmup = _validation.check_positive("loss_to_warmup", loss_to_warmup)
 
-    def __call__(self, position, num_masks, baseline_loss):
-        return self.loss_to_warmup * (position + 1) / num_masks
+    def __call__(self, position, sizes, baseline_loss):
+        return self.loss_to_warmup * (position + 1) / len(sizes)
 
     def __repr__(self):
         return f"WarmupLossCap({self.loss_to_warmup!r})"
 
 
 def get_loss_cap(loss_cap):
-    """A float is a `RelativeLossCap`; a callable `(i, n, L_base) -> cap` is kept."""
+    """A float is a `RelativeLossCap`; a callable `(i, sizes, L_base) -> cap` is kept."""
     if callable(loss_cap):
         return loss_cap
     if isinstance(loss_cap, bool) or not isinstance(loss_cap, (int, float)):
         raise TypeError(
             "Argument `loss_cap` must be a float (the loss increase allowed at the "
-            "last layer) or a callable `(position, num_masks, baseline_loss) -> "
+            "last layer) or a callable `(position, sizes, baseline_loss) -> "
             f"max_loss`. Received: loss_cap={loss_cap!r}"
         )
     return RelativeLossCap(loss_cap)

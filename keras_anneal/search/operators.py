@@ -64,6 +64,30 @@ def prune_random(mask, rate, rng):
     return candidate
 
 
+def prune_small(mask, magnitudes, rate, rng):
+    """Like `prune_random`, but draws the weights among the smallest kept ones.
+
+    About `rate` of the kept weights go (a binomial count, at least one),
+    drawn uniformly among the `2 * count` kept weights of smallest
+    `magnitudes`: the search still explores, but near the weights that
+    magnitude pruning would remove next.
+
+    >>> mask = np.ones(6, dtype=bool)
+    >>> magnitudes = np.array([5.0, 0.1, 4.0, 0.2, 3.0, 2.0])
+    >>> prune_small(mask, magnitudes, 0.0, np.random.default_rng(0)).tolist()
+    [True, True, True, False, True, True]
+    """
+    kept = np.flatnonzero(mask)
+    if kept.size == 0:
+        return mask.copy()
+    count = max(1, int(rng.binomial(kept.size, rate)))
+    pool = min(kept.size, 2 * count)
+    smallest = kept[np.argpartition(magnitudes.ravel()[kept], pool - 1)[:pool]]
+    candidate = mask.copy()
+    candidate.flat[rng.choice(smallest, size=count, replace=False)] = False
+    return candidate
+
+
 def random_mask(allowed, prune_rate, rng):
     """Prunes each weight of `allowed` with probability `prune_rate`.
 
