@@ -50,8 +50,10 @@ def assert_unchanged(model, before):
 
 SEARCHES = {
     "annealing": lambda **kw: search.SimulatedAnnealing(iterations=40, **kw),
-    "annealing-random": lambda **kw: search.SimulatedAnnealing(iterations=40, neighbour="random", **kw),
+    "annealing-random": lambda **kw: search.SimulatedAnnealing(iterations=40, proposal="random", **kw),
     "genetic": lambda **kw: search.GeneticAlgorithm(generations=4, population_size=6, tournament_size=3, **kw),
+    "genetic-random": lambda **kw: search.GeneticAlgorithm(generations=4, population_size=6, tournament_size=3,
+                                                           proposal="random", **kw),
 }
 
 
@@ -150,7 +152,7 @@ def test_callbacks_search_when_fit_ends(callback_class, kwargs):
     (lambda: search.SimulatedAnnealing(mutation_rate=-0.1), "mutation_rate"),
     (lambda: search.SimulatedAnnealing(iterations=0), "iterations"),
     (lambda: search.SimulatedAnnealing(initial_temperature=0.0), "initial_temperature"),
-    (lambda: search.SimulatedAnnealing(neighbour="nearest"), "neighbour"),
+    (lambda: search.SimulatedAnnealing(proposal="nearest"), "proposal"),
     (lambda: search.GeneticAlgorithm(crossover_rate=2.0), "crossover_rate"),
     (lambda: search.GeneticAlgorithm(population_size=4, tournament_size=5), "tournament_size"),
     (lambda: search.GeneticAlgorithm(population_size=4, tournament_size=2, elite_size=4), "elite_size"),

@@ -32,7 +32,7 @@ class SimulatedAnnealing(LayerwiseSearch):
         initial_temperature: `T0`, > 0. Defaults to 1.0 (seed 002).
         mutation_rate: initial pruning rate of the neighbour, in [0, 1].
             Defaults to 0.15.
-        neighbour: which kept weights a neighbour prunes: `"random"` ones
+        proposal: which kept weights a neighbour prunes: `"random"` ones
             (seed 002) or random ones among the smallest `|w|`
             (`"magnitude"`, see `operators.prune_small`). Defaults to
             `"magnitude"`.
@@ -42,8 +42,8 @@ class SimulatedAnnealing(LayerwiseSearch):
     """
 
     def __init__(self, iterations=200, initial_temperature=1.0, mutation_rate=0.15,
-                 neighbour="magnitude", **kwargs):
-        self.neighbour = _validation.check_choice("neighbour", neighbour, ("magnitude", "random"))
+                 proposal="magnitude", **kwargs):
+        self.proposal = _validation.check_choice("proposal", proposal, ("magnitude", "random"))
         self.iterations = _validation.check_step("iterations", iterations, positive=True)
         self.initial_temperature = _validation.check_positive("initial_temperature", initial_temperature)
         self.mutation_rate = _validation.check_probability("mutation_rate", mutation_rate)
@@ -60,7 +60,7 @@ class SimulatedAnnealing(LayerwiseSearch):
                 break
             rate = operators.decayed_rate(self.mutation_rate, step, self.iterations)
             temperature = operators.log_temperature(self.initial_temperature, step)
-            if self.neighbour == "random":
+            if self.proposal == "random":
                 candidate = operators.prune_random(current, rate, state.rng)
             else:
                 candidate = operators.prune_small(current, magnitudes, rate, state.rng)

@@ -1,5 +1,7 @@
 """A genetic algorithm over pruning masks, layer by layer (seed 002)."""
 
+import numpy as np
+
 from keras_anneal import _validation
 from keras_anneal.search import operators
 from keras_anneal.search.base import LayerwiseSearch
@@ -29,6 +31,10 @@ class GeneticAlgorithm(LayerwiseSearch):
         elite_size: in [0, population_size). Defaults to 2.
         max_retries: attempts at a population with a candidate within the
             cap, > 0. Defaults to 10.
+        proposal: how new masks prune: `"random"` weights (seed 002), or
+            random ones among the smallest `|w|` (`"magnitude"`, see
+            `operators.prune_small` and `operators.mutate_small`).
+            Defaults to `"magnitude"`.
         loss_cap: a float (loss increase allowed by the last mask) or a
             callable, as in `SimulatedAnnealing`. Defaults to 0.05.
         **kwargs: `cost`, `layers`, `batch_size`, `fine_tune`, `seed`,
@@ -36,7 +42,8 @@ class GeneticAlgorithm(LayerwiseSearch):
     """
 
     def __init__(self, generations=20, population_size=12, tournament_size=5, crossover_rate=0.9,
-                 mutation_rate=0.15, elite_size=2, max_retries=10, **kwargs):
+                 mutation_rate=0.15, elite_size=2, max_retries=10, proposal="magnitude", **kwargs):
+        self.proposal = _validation.check_choice("proposal", proposal, ("magnitude", "random"))
         self.generations = _validation.check_step("generations", generations, positive=True)
         self.population_size = _validation.check_step("population_size", population_size, positive=True)
         if population_size < 2:
@@ -63,19 +70,29 @@ class GeneticAlgorithm(LayerwiseSearch):
     def _score(self, state, unit, masks):
         return [(mask, *state.evaluate({unit: mask})) for mask in masks]
 
-    def _initial_population(self, state, unit, allowed):
+    def _random_member(self, allowed, magnitudes, prune_rate, rng):
+        if self.proposal == "random":
+            return operators.random_mask(allowed, prune_rate, rng)
+        return operators.prune_small(allowed, magnitudes, prune_rate, rng)
+
+    def _mutant(self, mask, magnitudes, rate, allowed, rng):
+        if self.proposal == "random":
+            return operators.mutate(mask, rate, allowed, rng)
+        return operators.mutate_small(mask, magnitudes, rate, allowed, rng)
+
+    def _initial_population(self, state, unit, allowed, magnitudes):
         prune_rate = 1.0
         for _ in range(self.max_retries):
             prune_rate *= self.mutation_rate
             population = self._score(state, unit, [
-                operators.random_mask(allowed, prune_rate, state.rng)
+                self._random_member(allowed, magnitudes, prune_rate, state.rng)
                 for _ in range(self.population_size)
             ])
             if any(evaluation.within_cap for _, evaluation, _ in population):
                 break
         return population
 
-    def _children(self, state, unit, population, allowed, rate):
+    def _children(self, state, population, allowed, magnitudes, rate):
         costs = [cost for _, _, cost in population]
         children = []
         while len(children) < self.population_size - self.elite_size:
@@ -83,13 +100,14 @@ class GeneticAlgorithm(LayerwiseSearch):
             second = population[operators.tournament(costs, self.tournament_size, state.rng)][0]
             if state.rng.random() < self.crossover_rate:
                 first, second = operators.single_point_crossover(first, second, state.rng)
-            children += [operators.mutate(first, rate, allowed, state.rng),
-                         operators.mutate(second, rate, allowed, state.rng)]
+            children += [self._mutant(first, magnitudes, rate, allowed, state.rng),
+                         self._mutant(second, magnitudes, rate, allowed, state.rng)]
         return children[:self.population_size - self.elite_size]
 
     def _search_mask(self, state, unit):
         allowed = unit.get()
-        population = self._initial_population(state, unit, allowed)
+        magnitudes = np.abs(unit.weights())
+        population = self._initial_population(state, unit, allowed, magnitudes)
         best = min(population, key=lambda member: member[2])
         bar = state.progress(self.generations, f"Genetic algorithm: {unit.name}")
         for generation in range(self.generations):
@@ -97,7 +115,7 @@ class GeneticAlgorithm(LayerwiseSearch):
             population.sort(key=lambda member: member[2])
             elites = population[:self.elite_size]
             for _ in range(self.max_retries):
-                offspring = self._score(state, unit, self._children(state, unit, population, allowed, rate))
+                offspring = self._score(state, unit, self._children(state, population, allowed, magnitudes, rate))
                 if any(evaluation.within_cap for _, evaluation, _ in elites + offspring):
                     break
             population = elites + offspring

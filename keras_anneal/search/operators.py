@@ -114,6 +114,25 @@ def mutate(mask, rate, allowed, rng):
     return np.where(redrawn, drawn, mask) & allowed
 
 
+def mutate_small(mask, magnitudes, rate, allowed, rng):
+    """`mutate` with its pruning drawn among the smallest kept weights.
+
+    Prunes a fraction `rate (1 - rate)` of the kept weights, as `mutate`
+    does on average, with `prune_small`, and revives each pruned weight of
+    `allowed` with probability `rate**2`.
+
+    >>> mask = np.ones(6, dtype=bool)
+    >>> magnitudes = np.array([5.0, 0.1, 4.0, 0.2, 3.0, 2.0])
+    >>> mutate_small(mask, magnitudes, 0.0, mask, np.random.default_rng(0)).tolist()
+    [True, True, True, True, True, True]
+    """
+    if rate == 0:
+        return mask & allowed
+    pruned = prune_small(mask, magnitudes, rate * (1 - rate), rng)
+    revived = ~mask & allowed & (rng.random(mask.shape) < rate**2)
+    return (pruned | revived) & allowed
+
+
 def single_point_crossover(first, second, rng):
     """Swaps the tails of two flattened masks after one random cut.
 
