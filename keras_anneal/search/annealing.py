@@ -36,7 +36,7 @@ class SimulatedAnnealing(LayerwiseSearch):
             (seed 002) or random ones among the smallest `|w|`
             (`"magnitude"`, see `operators.prune_small`). Defaults to
             `"magnitude"`.
-        loss_cap: see above. Defaults to 0.05.
+        loss_cap: see above. Defaults to 0.04.
         **kwargs: `cost`, `layers`, `batch_size`, `fine_tune`, `seed`,
             `verbose`, see `keras_anneal.search.MaskSearch`.
     """

@@ -9,7 +9,7 @@ from keras_anneal import _validation
 LOSS_CAP_PENALTY = 1e8
 
 #: The default loss cap: the loss may rise this much by the last searched layer.
-DEFAULT_LOSS_INCREASE = 0.05
+DEFAULT_LOSS_INCREASE = 0.04
 
 
 @dataclasses.dataclass(frozen=True)

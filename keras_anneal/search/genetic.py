@@ -36,7 +36,7 @@ class GeneticAlgorithm(LayerwiseSearch):
             `operators.prune_small` and `operators.mutate_small`).
             Defaults to `"magnitude"`.
         loss_cap: a float (loss increase allowed by the last mask) or a
-            callable, as in `SimulatedAnnealing`. Defaults to 0.05.
+            callable, as in `SimulatedAnnealing`. Defaults to 0.04.
         **kwargs: `cost`, `layers`, `batch_size`, `fine_tune`, `seed`,
             `verbose`, see `keras_anneal.search.MaskSearch`.
     """
