@@ -92,6 +92,8 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--loss-cap", type=float, default=keras_anneal.search.costs.DEFAULT_LOSS_INCREASE,
                         help="validation loss increase allowed by the last layer")
+    parser.add_argument("--iterations", type=int, default=200, help="simulated annealing: candidates per layer")
+    parser.add_argument("--generations", type=int, default=20, help="genetic algorithm: generations per layer")
     parser.add_argument("--subset", type=int, help="first N training images (for quick runs)")
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
@@ -110,7 +112,8 @@ def main(argv=None):
     for strategy in strategies:
         for layer, masks in zip(keras_anneal.masked_layers(model), trained):
             layer.set_masks(masks)  # Every search starts from the trained model.
-        result = search(model, strategy, validation, loss_cap=args.loss_cap, seed=args.seed)
+        budget = {"iterations": args.iterations} if strategy == "annealing" else {"generations": args.generations}
+        result = search(model, strategy, validation, loss_cap=args.loss_cap, seed=args.seed, **budget)
         _, accuracy = model.evaluate(*test, verbose=0)
         results[strategy] = result
         print(f"{strategy}: {result.sparsity:.1%} of the weights pruned "

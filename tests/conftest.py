@@ -40,3 +40,17 @@ def regression_data(n=64, inputs=8, outputs=4, seed=0):
     x = rng.normal(size=(n, inputs)).astype("float32")
     y = rng.normal(size=(n, outputs)).astype("float32")
     return x, y
+
+
+@pytest.fixture(scope="session")
+def mnist_file(tmp_path_factory):
+    """The shared MNIST file if present, else a small random stand-in."""
+    if os.path.exists(MNIST_PATH):
+        return MNIST_PATH
+    rng = np.random.default_rng(0)
+    path = str(tmp_path_factory.mktemp("data") / "mnist.npz")
+    np.savez(path, x_train=rng.integers(0, 255, (600, 28, 28), dtype=np.uint8),
+             y_train=rng.integers(0, 10, 600, dtype=np.uint8),
+             x_test=rng.integers(0, 255, (100, 28, 28), dtype=np.uint8),
+             y_test=rng.integers(0, 10, 100, dtype=np.uint8))
+    return path

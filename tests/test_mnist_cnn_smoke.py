@@ -7,7 +7,6 @@ import sys
 import keras
 import numpy as np
 import pytest
-from conftest import MNIST_PATH
 
 import keras_anneal
 
@@ -18,20 +17,6 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 import dropout_vs_anneal  # noqa: E402
 import mnist_cnn  # noqa: E402
 import report  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def mnist_file(tmp_path_factory):
-    """The shared MNIST file if present, else a small random stand-in."""
-    if os.path.exists(MNIST_PATH):
-        return MNIST_PATH
-    rng = np.random.default_rng(0)
-    path = str(tmp_path_factory.mktemp("data") / "mnist.npz")
-    np.savez(path, x_train=rng.integers(0, 255, (600, 28, 28), dtype=np.uint8),
-             y_train=rng.integers(0, 10, 600, dtype=np.uint8),
-             x_test=rng.integers(0, 255, (100, 28, 28), dtype=np.uint8),
-             y_test=rng.integers(0, 10, 100, dtype=np.uint8))
-    return path
 
 
 def test_annealing_variant_differs_from_dropout_by_the_dropout_layers():
