@@ -163,6 +163,7 @@ def test_callbacks_search_when_fit_ends(callback_class, kwargs):
     (lambda: search.SimulatedAnnealing(loss_cap="big"), "loss_cap"),
     (lambda: search.SimulatedAnnealing(cost="loss"), "cost"),
     (lambda: search.SimulatedAnnealing(fine_tune=3), "fine_tune"),
+    (lambda: search.GeneticAlgorithm(patience=0), "patience"),
     (lambda: keras_anneal.GeneticPruning(np.zeros((4, 8)), population_size=3), "tournament_size"),
 ])
 def test_bad_parameters_are_named(make, message):
@@ -330,3 +331,16 @@ def test_seed_cost_penalises_the_cap():
                               baseline_loss=0.1, max_loss=0.3)
     assert costs.seed_cost(within) == pytest.approx(0.01 + 4.0)
     assert costs.seed_cost(beyond) > costs.LOSS_CAP_PENALTY > costs.seed_cost(within)
+
+
+def test_patience_stops_a_stalled_mask_search():
+    model = trained_model()
+    # Every pruning candidate is worse than the start: each mask stops after 3.
+    result = search.simulated_annealing(model, *calibration(), iterations=50, patience=3, verbose=0,
+                                        cost=lambda evaluation: evaluation.sparsity)
+    assert [row["step"] for row in result.history] == [0, 1, 2, 0, 1, 2]
+    model = trained_model()
+    result = search.genetic_algorithm(model, *calibration(), generations=50, patience=2, verbose=0,
+                                      population_size=4, tournament_size=2,
+                                      cost=lambda evaluation: evaluation.sparsity)
+    assert [row["generation"] for row in result.history] == [0, 1, 0, 1]

@@ -36,18 +36,21 @@ class SimulatedAnnealing(LayerwiseSearch):
             (seed 002) or random ones among the smallest `|w|`
             (`"magnitude"`, see `operators.prune_small`). Defaults to
             `"magnitude"`.
+        patience: candidates without a better mask after which a mask's
+            search stops early; `None` runs every iteration (seed 002).
+            Defaults to 50.
         loss_cap: see above. Defaults to 0.04.
         **kwargs: `cost`, `layers`, `batch_size`, `fine_tune`, `seed`,
             `verbose`, see `keras_anneal.search.MaskSearch`.
     """
 
     def __init__(self, iterations=200, initial_temperature=1.0, mutation_rate=0.15,
-                 proposal="magnitude", **kwargs):
+                 proposal="magnitude", patience=50, **kwargs):
         self.proposal = _validation.check_choice("proposal", proposal, ("magnitude", "random"))
         self.iterations = _validation.check_step("iterations", iterations, positive=True)
         self.initial_temperature = _validation.check_positive("initial_temperature", initial_temperature)
         self.mutation_rate = _validation.check_probability("mutation_rate", mutation_rate)
-        super().__init__(**kwargs)
+        super().__init__(patience=patience, **kwargs)
 
     def _search_mask(self, state, unit):
         current = unit.get()
@@ -55,8 +58,9 @@ class SimulatedAnnealing(LayerwiseSearch):
         current_evaluation, current_cost = state.evaluate({unit: current})
         best, best_evaluation, best_cost = current, current_evaluation, current_cost
         bar = state.progress(self.iterations, f"Simulated annealing: {unit.name}")
+        since_best = 0
         for step in range(self.iterations):
-            if not current.any():
+            if not current.any() or self._stalled(since_best):
                 break
             rate = operators.decayed_rate(self.mutation_rate, step, self.iterations)
             temperature = operators.log_temperature(self.initial_temperature, step)
@@ -66,10 +70,12 @@ class SimulatedAnnealing(LayerwiseSearch):
                 candidate = operators.prune_small(current, magnitudes, rate, state.rng)
             evaluation, cost = state.evaluate({unit: candidate})
             accepted = operators.metropolis_accepts(cost - current_cost, temperature, state.rng)
+            since_best += 1
             if accepted:
                 current, current_cost = candidate, cost
                 if cost < best_cost:
                     best, best_evaluation, best_cost = candidate, evaluation, cost
+                    since_best = 0
             state.record(
                 evaluation, cost, mask=unit.name, step=step, temperature=temperature,
                 mutation_rate=rate, accepted=accepted,

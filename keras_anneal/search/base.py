@@ -404,9 +404,16 @@ class LayerwiseSearch(MaskSearch):
 
     default_cost = staticmethod(costs.seed_cost)
 
-    def __init__(self, *, loss_cap=costs.DEFAULT_LOSS_INCREASE, **kwargs):
+    def __init__(self, *, loss_cap=costs.DEFAULT_LOSS_INCREASE, patience=None, **kwargs):
         super().__init__(**kwargs)
         self.loss_cap = costs.get_loss_cap(loss_cap)
+        if patience is not None:
+            _validation.check_step("patience", patience, positive=True)
+        self.patience = patience
+
+    def _stalled(self, steps_since_best):
+        """Whether a mask's search has gone `patience` steps without a better mask."""
+        return self.patience is not None and steps_since_best >= self.patience
 
     def _search_mask(self, state, unit):
         raise NotImplementedError

@@ -35,6 +35,9 @@ class GeneticAlgorithm(LayerwiseSearch):
             random ones among the smallest `|w|` (`"magnitude"`, see
             `operators.prune_small` and `operators.mutate_small`).
             Defaults to `"magnitude"`.
+        patience: generations without a better mask after which a mask's
+            search stops early; `None` runs every generation (seed 002).
+            Defaults to 5.
         loss_cap: a float (loss increase allowed by the last mask) or a
             callable, as in `SimulatedAnnealing`. Defaults to 0.04.
         **kwargs: `cost`, `layers`, `batch_size`, `fine_tune`, `seed`,
@@ -42,7 +45,8 @@ class GeneticAlgorithm(LayerwiseSearch):
     """
 
     def __init__(self, generations=20, population_size=12, tournament_size=5, crossover_rate=0.9,
-                 mutation_rate=0.15, elite_size=2, max_retries=10, proposal="magnitude", **kwargs):
+                 mutation_rate=0.15, elite_size=2, max_retries=10, proposal="magnitude", patience=5,
+                 **kwargs):
         self.proposal = _validation.check_choice("proposal", proposal, ("magnitude", "random"))
         self.generations = _validation.check_step("generations", generations, positive=True)
         self.population_size = _validation.check_step("population_size", population_size, positive=True)
@@ -65,7 +69,7 @@ class GeneticAlgorithm(LayerwiseSearch):
         self.crossover_rate = _validation.check_probability("crossover_rate", crossover_rate)
         self.mutation_rate = _validation.check_probability("mutation_rate", mutation_rate)
         self.max_retries = _validation.check_step("max_retries", max_retries, positive=True)
-        super().__init__(**kwargs)
+        super().__init__(patience=patience, **kwargs)
 
     def _score(self, state, unit, masks):
         return [(mask, *state.evaluate({unit: mask})) for mask in masks]
@@ -110,7 +114,11 @@ class GeneticAlgorithm(LayerwiseSearch):
         population = self._initial_population(state, unit, allowed, magnitudes)
         best = min(population, key=lambda member: member[2])
         bar = state.progress(self.generations, f"Genetic algorithm: {unit.name}")
+        since_best = 0
         for generation in range(self.generations):
+            if self._stalled(since_best):
+                break
+            since_best += 1
             rate = operators.decayed_rate(self.mutation_rate, generation, self.generations)
             population.sort(key=lambda member: member[2])
             elites = population[:self.elite_size]
@@ -121,7 +129,7 @@ class GeneticAlgorithm(LayerwiseSearch):
             population = elites + offspring
             leader = min(population, key=lambda member: member[2])
             if leader[2] < best[2]:
-                best = leader
+                best, since_best = leader, 0
             state.record(leader[1], leader[2], mask=unit.name, generation=generation, mutation_rate=rate)
             if bar is not None:
                 bar.update(generation + 1, [("cost", best[2]), ("loss", best[1].loss),
