@@ -344,3 +344,13 @@ def test_patience_stops_a_stalled_mask_search():
                                       population_size=4, tournament_size=2,
                                       cost=lambda evaluation: evaluation.sparsity)
     assert [row["generation"] for row in result.history] == [0, 1, 0, 1]
+
+
+def test_calibration_batches_from_an_iterable():
+    model = trained_model()
+    x, y = calibration()
+    from_arrays = Scorer(model, calibration_batches(x, y, batch_size=32))()
+    generator = ((x[i:i + 32], y[i:i + 32]) for i in range(0, len(x), 32))
+    assert Scorer(model, calibration_batches(generator))() == pytest.approx(from_arrays, rel=1e-6)
+    with pytest.raises(ValueError, match="`y`"):
+        calibration_batches(iter([(x, y)]), y)

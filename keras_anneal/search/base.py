@@ -98,18 +98,24 @@ def _num_samples(x):
 
 
 def _is_batch_iterable(x):
-    """A `tf.data.Dataset`, `PyDataset` or other iterable of `(x, y)` batches."""
-    return not isinstance(x, (np.ndarray, list, tuple, dict)) and not hasattr(x, "shape") and (
-        hasattr(x, "__iter__") or hasattr(x, "__getitem__")
-    )
+    """A `tf.data.Dataset`, a generator or another iterable of `(x, y)` batches."""
+    return hasattr(x, "__iter__") and not isinstance(x, (np.ndarray, list, tuple, dict)) and not hasattr(x, "shape")
+
+
+def _slice(part, start, stop):
+    return None if part is None else keras.tree.map_structure(lambda a: a[start:stop], part)
+
+
+def _to_tensors(part):
+    return None if part is None else keras.tree.map_structure(ops.convert_to_tensor, part)
 
 
 def calibration_batches(x, y=None, sample_weight=None, batch_size=None):
     """The calibration data as a list of `(x, y, sample_weight, count)` tensors.
 
     Arrays are cut into batches of `batch_size` (all in one batch if `None`);
-    an iterable of batches (a `tf.data.Dataset`, a `keras.utils.PyDataset`)
-    is read once. Everything is converted to backend tensors here, once.
+    an iterable of batches (a `tf.data.Dataset`, a generator) is read once.
+    Everything is converted to backend tensors here, once.
     """
     if batch_size is not None:
         _validation.check_step("batch_size", batch_size, positive=True)
@@ -122,24 +128,19 @@ def calibration_batches(x, y=None, sample_weight=None, batch_size=None):
         raw = []
         for batch in x:
             batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
-            batch = batch + (None,) * (3 - len(batch))
-            raw.append(batch[:3])
+            raw.append((batch + (None, None))[:3])
     else:
         count = _num_samples(x)
         step = batch_size or max(count, 1)
         raw = [
-            tuple(
-                None if part is None else keras.tree.map_structure(lambda a: a[start:start + step], part)
-                for part in (x, y, sample_weight)
-            )
+            tuple(_slice(part, start, start + step) for part in (x, y, sample_weight))
             for start in range(0, count, step)
         ]
-    batches = []
-    for bx, by, bw in raw:
-        count = _num_samples(bx)
-        if count:
-            convert = lambda part: None if part is None else keras.tree.map_structure(ops.convert_to_tensor, part)
-            batches.append((convert(bx), convert(by), convert(bw), count))
+    batches = [
+        (_to_tensors(bx), _to_tensors(by), _to_tensors(bw), _num_samples(bx))
+        for bx, by, bw in raw
+        if _num_samples(bx)
+    ]
     if not batches:
         raise ValueError(
             "Argument `x` must hold at least one calibration sample. Received: 0 samples"
