@@ -174,14 +174,15 @@ def write_report(path):
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for run in results["runs"]:
-        history = run["history"]
-        steps = range(len(history))
-        axes[0].plot(steps, [min(row["cost"], 50) for row in history], label=run["strategy"], lw=0.8)
-        axes[1].plot(steps, [row["sparsity"] for row in history], label=run["strategy"], lw=0.8)
-        axes[2].plot(steps, [row["loss"] for row in history], label=run["strategy"], lw=0.8)
+        # SA: the state after each accepted candidate; GA: each generation's best.
+        rows = [(i, row) for i, row in enumerate(run["history"]) if row.get("accepted", True)]
+        steps = [i for i, _ in rows]
+        axes[0].plot(steps, [min(row["cost"], 50) for _, row in rows], label=run["strategy"], lw=0.8)
+        axes[1].plot(steps, [row["sparsity"] for _, row in rows], label=run["strategy"], lw=0.8)
+        axes[2].plot(steps, [row["loss"] for _, row in rows], label=run["strategy"], lw=0.8)
     for ax, title in zip(axes, ["cost (clipped at 50)", "weighted sparsity", "validation loss"]):
         ax.set_title(title)
-        ax.set_xlabel("history row (SA: candidate, GA: generation)")
+        ax.set_xlabel("SA: candidate (accepted ones) / GA: generation")
         ax.legend()
     axes[2].set_yscale("log")
     fig.tight_layout()
