@@ -124,7 +124,7 @@ def test_fixed_budget_counts_only_kept_weights():
     start = np.ones((8, 16))
     start[0, :10] = 0
     hidden.set_masks([start])
-    search.fixed_budget_annealing(model, *calibration(), budget=20, layers=[hidden.name],
+    search.fixed_budget_annealing(model, *calibration(), budget=20, layers=hidden.name,
                                   iterations=10, seed=0, verbose=0)
     mask = hidden.get_masks()[0]
     assert (mask == 0).sum() == 30

@@ -328,6 +328,8 @@ class MaskSearch:
 
     def __init__(self, *, cost=None, layers=None, batch_size=None, fine_tune=None, seed=None, verbose=1):
         self.cost = costs.check_cost(cost, type(self).default_cost)
+        if isinstance(layers, (str, keras.layers.Layer)):
+            layers = [layers]
         self.layers = None if layers is None else list(layers)
         if batch_size is not None:
             _validation.check_step("batch_size", batch_size, positive=True)
