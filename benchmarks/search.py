@@ -66,6 +66,7 @@ def parse_args(argv=None):
     parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"])
     parser.add_argument("--name", default="search", help="results file name")
     parser.add_argument("--output-dir", default=os.path.join(HERE, "results"))
+    parser.add_argument("--no-figure", action="store_true", help="skip the PNG (no matplotlib needed)")
     return parser.parse_args(argv)
 
 
@@ -122,7 +123,7 @@ def main(argv=None):
             "published": PUBLISHED,
             "runs": runs,
         }, args.output_dir)
-    write_report(path)
+    write_report(path, figure=not args.no_figure)
     return path
 
 
@@ -144,8 +145,8 @@ def summarize(results):
     return rows
 
 
-def write_report(path):
-    """Writes the markdown table and the figure beside a results file."""
+def write_report(path, figure=True):
+    """Writes the markdown table (and, with matplotlib, the figure) beside a results file."""
     import json
 
     with open(path) as f:
@@ -166,6 +167,8 @@ def write_report(path):
     base = os.path.splitext(path)[0]
     with open(base + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
+    if not figure:
+        return base + ".md", None
 
     import matplotlib
 
