@@ -72,20 +72,14 @@ def build_model(window=WINDOW):
     )
 
 
-def magnitude_prune(model, count):
-    """Removes the `count` smallest weights of the model, all layers together."""
+def magnitude_prune(model, sparsity):
+    """Removes the smallest weights of the model, all layers ranked together."""
     layers = keras_anneal.masked_layers(model)
-    weights = np.concatenate([np.abs(w).ravel() for layer in layers for w in layer.get_masked_weights()])
-    masks = np.concatenate([m.ravel() for layer in layers for m in layer.get_masks()]).astype(bool)
-    removed = keras_anneal.masking.keep_largest(np.where(masks, -weights, -np.inf), count)
-    offset = 0
+    weights = [w for layer in layers for w in layer.get_masked_weights()]
+    masks = [m for layer in layers for m in layer.get_masks()]
+    new_masks = iter(keras_anneal.masking.magnitude_masks(weights, masks, sparsity, scope="global"))
     for layer in layers:
-        new_masks = []
-        for mask in layer.get_masks():
-            part = removed[offset: offset + mask.size].reshape(mask.shape)
-            new_masks.append(mask * ~part)
-            offset += mask.size
-        layer.set_masks(new_masks)
+        layer.set_masks([next(new_masks) for _ in layer.masks])
 
 
 def parse_args(argv=None):
@@ -110,7 +104,7 @@ def main(argv=None):
 
     total = keras_anneal.sparsity_report(model).total
     count = keras_anneal.masking.pruned_count(args.budget, total)
-    magnitude_prune(model, count)
+    magnitude_prune(model, args.budget)
     by_magnitude = model.evaluate(*test, verbose=0)
 
     for layer, masks in zip(keras_anneal.masked_layers(model), trained):

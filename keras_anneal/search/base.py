@@ -248,7 +248,6 @@ class SearchState:
     """The masks of a running search, and the scoring of candidates."""
 
     def __init__(self, model, scorer, cost, rng, verbose):
-        self.model = model
         self.scorer = scorer
         self.cost = cost
         self.rng = rng
