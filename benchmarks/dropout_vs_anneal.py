@@ -31,7 +31,11 @@ SPARSITIES = (0.9, 0.95, 0.98)
 
 
 def variants():
-    """Variant name -> arguments of `mnist_cnn.prepare` (or a tfmot run)."""
+    """Variant name -> arguments of `mnist_cnn.prepare` (or a tfmot run).
+
+    A variant may set its own `frequency` (optimizer steps between mask
+    updates); otherwise `--frequency` applies.
+    """
     table = {
         "dropout": {"regularizer": "dropout"},
         "none": {"regularizer": "none"},
@@ -47,6 +51,21 @@ def variants():
             "regularizer": "anneal", "schedule": "polynomial", "final_sparsity": sparsity,
         }
         table[f"tfmot-s{sparsity}"] = {"regularizer": "tfmot", "final_sparsity": sparsity}
+    # Annealing as a regularizer (issue 8): FSA (mu = 10) to 90% with other
+    # criteria, with pruning that is not permanent, and with Dropout kept.
+    fsa = {"regularizer": "anneal", "schedule": "fsa", "final_sparsity": 0.9, "mu": 10}
+    table["fsa-random-s0.9"] = {**fsa, "criterion": "random"}
+    table["fsa-largest-s0.9"] = {**fsa, "criterion": "largest"}
+    for fraction in (0.1, 0.3, 0.5):
+        table[f"fsa-noise{fraction}-s0.9"] = {
+            **fsa, "frequency": 10,
+            "temporary": {"fraction": fraction, "duration": 10, "criterion": "random"},
+        }
+        table[f"fsa-noiselargest{fraction}-s0.9"] = {
+            **fsa, "frequency": 10,
+            "temporary": {"fraction": fraction, "duration": 10, "criterion": "largest"},
+        }
+    table["fsa-set-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3}}
     return table
 
 
@@ -58,14 +77,20 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--frequency", type=int, default=50, help="optimizer steps between mask updates")
     parser.add_argument("--subset", type=int, help="first N training images (N // 6 test images)")
+    parser.add_argument("--split", choices=["validation", "test"], default="validation",
+                        help="validation: train on the first 55,000 training images and score on "
+                             "the last 5,000 (where every choice is made); test: train on all "
+                             "60,000 and score on the test set (final figures of chosen variants)")
     parser.add_argument("--data", help="local mnist.npz; downloads MNIST if omitted")
     parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"],
                         help="Keras backend; KERAS_BACKEND or tensorflow if omitted")
-    parser.add_argument("--name", default="dropout_vs_anneal", help="results file name")
+    parser.add_argument("--name", help="results file name; dropout_vs_anneal[_validation] if omitted")
     parser.add_argument("--output-dir", default=os.path.join(HERE, "results"))
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in the results file and skip them")
     args = parser.parse_args(argv)
+    if args.name is None:
+        args.name = "dropout_vs_anneal" + ("_validation" if args.split == "validation" else "")
     known = variants()
     selected = []  # In the order of the patterns given: that is the order of the runs.
     for pattern in args.variants:
@@ -76,8 +101,13 @@ def parse_args(argv=None):
     return args
 
 
-def run_keras_variant(config, seed, epochs, data, subset, frequency=50):
-    """Trains one Keras 3 variant; returns (record, model)."""
+def run_keras_variant(config, seed, epochs, data, subset, frequency=50, split="test"):
+    """Trains one Keras 3 variant; returns (record, model).
+
+    Records, besides the per-epoch history, the final accuracy on the
+    training images in inference mode (masks on, Dropout off): the
+    train-test gap.
+    """
     import keras
     from _common import EpochTimer
 
@@ -88,14 +118,23 @@ def run_keras_variant(config, seed, epochs, data, subset, frequency=50):
 
     keras.utils.set_random_seed(seed)
     (x_train, y_train), (x_test, y_test) = mnist_cnn.load_data(data, subset)
+    if split == "validation":  # The last 5,000 training images (1/12) score the run.
+        held_out = len(x_train) // 12
+        (x_train, y_train), (x_test, y_test) = (
+            (x_train[:-held_out], y_train[:-held_out]), (x_train[-held_out:], y_train[-held_out:])
+        )
     if config["regularizer"] == "anneal":
-        config = {**config, "frequency": frequency}
+        config = {"frequency": frequency, **config}
     model, callbacks = mnist_cnn.prepare(**config)
     timer = EpochTimer()
     history = model.fit(x_train, y_train, batch_size=mnist_cnn.BATCH_SIZE, epochs=epochs,
                         validation_data=(x_test, y_test), callbacks=callbacks + [timer], verbose=0)
     report = keras_anneal.sparsity_report(model)
-    return epoch_record(history.history, timer.times, report.to_dict()), model
+    record = epoch_record(history.history, timer.times, report.to_dict())
+    _, record["final_train_accuracy"] = model.evaluate(
+        x_train, y_train, batch_size=1024, verbose=0
+    )
+    return record, model
 
 
 def epoch_record(history, times, sparsity):
@@ -120,6 +159,8 @@ def epoch_record(history, times, sparsity):
 
 
 def run_tfmot_variant(config, seed, args):
+    if args.split == "validation":
+        raise SystemExit("tfmot variants run on --split test only (their worker has no validation split)")
     command = [sys.executable, os.path.join(HERE, "_tfmot_worker.py"),
                "--final-sparsity", str(config["final_sparsity"]), "--seed", str(seed),
                "--epochs", str(args.epochs), "--frequency", str(args.frequency)]
@@ -144,6 +185,8 @@ def main(argv=None):
     table = variants()
     settings = {"epochs": args.epochs, "subset": args.subset, "frequency": args.frequency,
                 "data": os.path.basename(args.data) if args.data else "keras download"}
+    if args.split == "validation":  # The test-split file predates the split setting.
+        settings["split"] = "validation"
     results = {"settings": settings, **environment(), "commands": [], "variants": {}, "runs": []}
     path = os.path.join(args.output_dir, f"{args.name}.json")
     if args.resume and os.path.exists(path):
@@ -164,7 +207,7 @@ def main(argv=None):
                 record = run_tfmot_variant(config, seed, args)
             else:
                 record, _ = run_keras_variant(
-                    config, seed, args.epochs, args.data, args.subset, args.frequency
+                    config, seed, args.epochs, args.data, args.subset, args.frequency, args.split
                 )
             record = {"variant": name, "seed": seed, **record}
             results["runs"].append(record)

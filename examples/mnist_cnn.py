@@ -77,8 +77,14 @@ def make_schedule(name="fsa", final_sparsity=0.9, mu=None):
     )
 
 
-def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, frequency=50):
-    """The model to train and the callbacks it needs, for one regularizer."""
+def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, frequency=50,
+            criterion="magnitude", temporary=None, regrowth=None):
+    """The model to train and the callbacks it needs, for one regularizer.
+
+    `criterion`, `temporary` and `regrowth` are passed to `AnnealedPruning`
+    (`temporary` and `regrowth` as dicts of `TemporaryRemoval` and
+    `Regrowth` arguments).
+    """
     if regularizer == "dropout":
         return compile_model(build_model(dropout=True)), []
     model = build_model(dropout=False)
@@ -86,7 +92,13 @@ def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, f
         return compile_model(model), []
     # Annealing: prune the two Dense layers that the Dropout layers guarded.
     model = keras_anneal.prune_model(model, layers=[keras.layers.Dense])
-    pruning = keras_anneal.AnnealedPruning(make_schedule(schedule, final_sparsity, mu), frequency)
+    pruning = keras_anneal.AnnealedPruning(
+        make_schedule(schedule, final_sparsity, mu),
+        frequency,
+        criterion=criterion,
+        temporary=keras_anneal.TemporaryRemoval(**temporary) if temporary else None,
+        regrowth=keras_anneal.Regrowth(**regrowth) if regrowth else None,
+    )
     return compile_model(model), [pruning]
 
 

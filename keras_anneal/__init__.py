@@ -11,6 +11,7 @@ the network sheds its least useful connections while it trains:
 """
 
 from keras_anneal import callbacks
+from keras_anneal import criteria
 from keras_anneal import masking
 from keras_anneal import schedules
 from keras_anneal import search
@@ -26,6 +27,8 @@ from keras_anneal.models import masked_layers
 from keras_anneal.models import prune_model
 from keras_anneal.models import sparsity_report
 from keras_anneal.models import strip
+from keras_anneal.reversible import Regrowth
+from keras_anneal.reversible import TemporaryRemoval
 
 __version__ = "0.1.0"
 
@@ -33,11 +36,14 @@ __all__ = [
     "AnnealedPruning",
     "GeneticPruning",
     "LayerSparsity",
+    "Regrowth",
+    "TemporaryRemoval",
     "Masked",
     "SUPPORTED_LAYERS",
     "SimulatedAnnealingPruning",
     "SparsityReport",
     "callbacks",
+    "criteria",
     "load_mnist",
     "masked_layers",
     "masking",

@@ -1,10 +1,15 @@
 """Callbacks that prune a model while it trains."""
 
+import warnings
+
 import keras
+import numpy as np
 from keras import ops
 
 from keras_anneal import _validation
+from keras_anneal import criteria
 from keras_anneal import masking
+from keras_anneal import reversible
 from keras_anneal import schedules as schedules_module
 from keras_anneal import search
 from keras_anneal.models import masked_layers
@@ -27,29 +32,47 @@ class AnnealedPruning(keras.callbacks.Callback):
     callback asks the schedule for the target sparsity `s` at the current
     step and keeps, in each prunable weight tensor (`scope="layer"`) or in all
     of them together (`scope="global"`, as FSA ranks all variables), the
-    weights of largest magnitude `|w|`, so that exactly `floor(s * n)` of `n`
-    weights are pruned (see `keras_anneal.masking`). Pruning is cumulative: a
-    pruned weight never comes back.
+    weights of largest criterion score (`|w|` by default), so that exactly
+    `floor(s * n)` of `n` weights are pruned (see `keras_anneal.masking`).
+    Pruning is cumulative: a pruned weight never comes back, unless
+    `temporary` or `regrowth` say otherwise.
 
     The step is the optimizer's iteration count, so a training resumed from
     a checkpoint (e.g. with `keras.callbacks.BackupAndRestore`) continues the
     schedule where it stopped. For the same reason, a schedule's
     `end_fraction` is a fraction of `epochs * steps_per_epoch` of this `fit`
     counted from the optimizer's step 0: a second `fit` on an optimizer that
-    has already stepped continues the plan rather than starting it again. The overall sparsity is written to the epoch
-    logs under `"sparsity"`, where `History`, `CSVLogger` and `TensorBoard`
-    placed after this callback see it.
+    has already stepped continues the plan rather than starting it again. The
+    overall sparsity is written to the epoch logs under `"sparsity"`, and
+    each layer's under `"sparsity/<layer name>"`, where `History`,
+    `CSVLogger` and `TensorBoard` placed after this callback see them.
+
+    Masks are never computed from non-finite weights: if a prunable weight
+    holds NaN or inf at an update (a diverging run), the callback raises a
+    `FloatingPointError` naming the layer, or, with `on_nonfinite="skip"`,
+    skips the update with a warning.
 
     Args:
         schedule: a `keras_anneal.schedules.PruningSchedule`.
         frequency: optimizer updates between mask updates, > 0.
             Defaults to 50.
         scope: `"layer"` or `"global"`. Defaults to `"layer"`.
+        criterion: which weights go: a `keras_anneal.criteria.PruningCriterion`,
+            `"magnitude"`, `"random"` or `"largest"`. Defaults to `"magnitude"`.
+        temporary: a `keras_anneal.TemporaryRemoval` (noise injection:
+            kept weights removed for a while, then returned), or `None`.
+            Defaults to `None`.
+        regrowth: a `keras_anneal.Regrowth` (drop-and-regrow at the final
+            sparsity, SET), or `None`. Defaults to `None`.
+        on_nonfinite: `"raise"` or `"skip"`. Defaults to `"raise"`.
 
     Raises:
-        TypeError: if `schedule` is not a pruning schedule.
-        ValueError: on a bad `frequency` or `scope`; at the start of `fit`,
-            if the model has no `Masked` layer.
+        TypeError: if `schedule` is not a pruning schedule, or `temporary`
+            or `regrowth` is of the wrong type.
+        ValueError: on a bad `frequency`, `scope`, `criterion` or
+            `on_nonfinite`; at the start of `fit`, if the model has no
+            `Masked` layer.
+        FloatingPointError: at an update, if a prunable weight is not finite.
 
     Example:
 
@@ -65,12 +88,33 @@ class AnnealedPruning(keras.callbacks.Callback):
     0.5
     """
 
-    def __init__(self, schedule, frequency=50, scope="layer"):
+    def __init__(
+        self,
+        schedule,
+        frequency=50,
+        scope="layer",
+        criterion="magnitude",
+        temporary=None,
+        regrowth=None,
+        on_nonfinite="raise",
+    ):
         super().__init__()
         self.schedule = schedules_module.get(schedule)
         self.frequency = _validation.check_step("frequency", frequency, positive=True)
         self.scope = _validation.check_choice("scope", scope, ("layer", "global"))
+        self.criterion = criteria.get(criterion)
+        self.temporary = _check_instance("temporary", temporary, reversible.TemporaryRemoval)
+        self.regrowth = _check_instance("regrowth", regrowth, reversible.Regrowth)
+        if self.regrowth is not None and self.scope != "layer":
+            raise ValueError(
+                "Argument `regrowth` works per weight tensor: it needs scope='layer'. "
+                f"Received: scope={scope!r}"
+            )
+        self.on_nonfinite = _validation.check_choice(
+            "on_nonfinite", on_nonfinite, ("raise", "skip")
+        )
         self.sparsity = 0.0
+        self.layer_sparsity = {}
 
     def on_train_begin(self, logs=None):
         layers = masked_layers(self.model)
@@ -78,19 +122,28 @@ class AnnealedPruning(keras.callbacks.Callback):
             raise ValueError(
                 "AnnealedPruning found no `keras_anneal.Masked` layer in the model "
                 f"'{self.model.name}'. Wrap its layers first: "
-                "`model = keras_anneal.prune_model(model)` (or, in a subclassed "
-                "model, `keras_anneal.Masked(layer)`)."
+                "`model = keras_anneal.prune_model(model)`."
             )
         steps, epochs = self.params.get("steps"), self.params.get("epochs")
         self._total_steps = steps * epochs if steps and epochs else None
         self.schedule(0, self._total_steps)  # Fails now, not mid-training, on a bad end.
+        if self._total_steps is None and (self.temporary or self.regrowth):
+            raise ValueError(
+                "`temporary` and `regrowth` end at a fraction of the training, so "
+                "`fit` must know its length: pass `steps_per_epoch` (or data of known "
+                "length). Received: steps_per_epoch=None"
+            )
         self._layers = layers
         # Gathered at the first update, once every `on_train_begin` has run
         # (`BackupAndRestore` restores the masks there) and the first step
         # has built the layers of subclassed models.
-        self._masks = self._weights = None
+        self._masks = self._weights = self._permanent = None
         self._last_update_step = None
         self._epoch_begin_step = 0
+        self._final_step = None  # First update at which the plan is complete.
+        self._temporary_in_masks = False
+        if self.temporary is not None:
+            self.temporary.reset()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_begin_step = self._optimizer_step()
@@ -106,6 +159,15 @@ class AnnealedPruning(keras.callbacks.Callback):
             self._gather()
         if logs is not None:
             logs["sparsity"] = self.sparsity
+            for name, value in self.layer_sparsity.items():
+                logs[f"sparsity/{name}"] = value
+
+    def on_train_end(self, logs=None):
+        if self._temporary_in_masks:  # Training ends on the permanent masks.
+            _sync_backend_state(self.model)
+            for variable, value in zip(self._masks, self._permanent):
+                variable.assign(value)
+            self._temporary_in_masks = False
 
     def _optimizer_step(self):
         return int(ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -120,32 +182,95 @@ class AnnealedPruning(keras.callbacks.Callback):
             self._gather()
         self._last_update_step = due
         target = self.schedule(due, self._total_steps)
-        if all(
-            masking.pruned_count(target, total) <= pruned
+        prune = any(
+            masking.pruned_count(target, total) > pruned
             for pruned, total in self._group_counts
-        ):
-            return  # Nothing more to prune: skip reading the weights.
+        )
+        if self.regrowth is not None and not prune and self._final_step is None:
+            if target >= self.schedule(self._total_steps, self._total_steps):
+                self._final_step = due
+        regrow = self.regrowth is not None and self._final_step is not None and (
+            self.regrowth.drop_fraction(due, self._final_step, self._total_steps) > 0
+        )
+        noisy = self.temporary is not None and (
+            self.temporary.active(due, self._total_steps) or self._temporary_in_masks
+        )
+        if not (prune or regrow or noisy):
+            return  # Nothing to change: skip reading the weights.
         _sync_backend_state(self.model)
         weights = [ops.convert_to_numpy(weight) for weight in self._weights]
-        masks = [ops.convert_to_numpy(mask) for mask in self._masks]
-        new_masks = masking.magnitude_masks(weights, masks, target, self.scope)
-        for variable, value in zip(self._masks, new_masks):
+        if not self._weights_are_finite(weights, due):
+            return
+        permanent = self._permanent
+        if prune:
+            permanent = self.criterion.masks(weights, permanent, target, self.scope, step=due)
+        if regrow:
+            permanent, regrown = self.regrowth.masks(
+                weights, permanent, self.criterion, due, self._final_step, self._total_steps
+            )
+            for variable, value, grown in zip(self._weights, weights, regrown):
+                if grown.any():
+                    variable.assign(np.where(grown, 0, value).astype(value.dtype))
+        self._permanent = permanent
+        written = permanent
+        if noisy:
+            written = self.temporary.masks(weights, permanent, due, self._total_steps)
+            self._temporary_in_masks = self.temporary.active(due, self._total_steps)
+        for variable, value in zip(self._masks, written):
             variable.assign(value)
-        self._record(new_masks)
+        self._record(permanent)
+
+    def _weights_are_finite(self, weights, step):
+        for name, weight in zip(self._names, weights):
+            if not np.all(np.isfinite(weight)):
+                message = (
+                    f"AnnealedPruning: weight '{name}' holds "
+                    f"{int(np.count_nonzero(~np.isfinite(weight)))} non-finite values "
+                    f"(NaN or inf) at step {step}; masks are never computed from them. "
+                    "The training is diverging: lower the learning rate, clip the "
+                    "gradients, or pass on_nonfinite='skip' to skip such updates."
+                )
+                if self.on_nonfinite == "raise":
+                    raise FloatingPointError(message)
+                warnings.warn(message + " This update is skipped.", RuntimeWarning, stacklevel=2)
+                return False
+        return True
 
     def _gather(self):
         """Collects the mask and weight variables, and the current counts."""
         _sync_backend_state(self.model)
         self._masks = [mask for layer in self._layers for mask in layer.masks]
         self._weights = [w for layer in self._layers for w in layer.prunable_weights]
-        self._record([ops.convert_to_numpy(mask) for mask in self._masks])
+        self._names = [
+            f"{layer.name}/{w.path.split('/')[-1]}" if hasattr(w, "path") else layer.name
+            for layer in self._layers for w in layer.prunable_weights
+        ]
+        self._owners = [layer.name for layer in self._layers for _ in layer.masks]
+        self._permanent = [ops.convert_to_numpy(mask) for mask in self._masks]
+        self._record(self._permanent)
 
     def _record(self, masks):
-        """Keeps `(pruned, total)` per ranking group, and the overall sparsity."""
+        """Keeps `(pruned, total)` per ranking group, and the sparsities."""
         groups = [masks] if self.scope == "global" else [[mask] for mask in masks]
         self._group_counts = [masking.count_pruned(group) for group in groups]
         pruned, total = masking.count_pruned(masks)
         self.sparsity = pruned / total
+        per_layer = {}
+        for owner, mask in zip(self._owners, masks):
+            per_layer.setdefault(owner, []).append(mask)
+        self.layer_sparsity = {
+            owner: masking.count_pruned(group)[0] / masking.count_pruned(group)[1]
+            for owner, group in per_layer.items()
+        }
+
+
+def _check_instance(name, value, cls):
+    if value is not None and not isinstance(value, cls):
+        raise TypeError(
+            f"Argument `{name}` must be a `keras_anneal.{cls.__name__}` or None. "
+            f"Received: {name}={value!r} of type {type(value).__name__}"
+        )
+    return value
 
 
 class _SearchAtTrainEnd(keras.callbacks.Callback):

@@ -70,23 +70,64 @@ def keep_largest(scores, n_keep):
     return keep
 
 
-def magnitude_masks(weights, masks, sparsity, scope="layer"):
-    """New masks keeping the weights of largest magnitude at `sparsity`.
+def masks_from_scores(scores, masks, sparsity, scope="layer"):
+    """New masks keeping the weights of largest score at `sparsity`.
 
-    `score = |w|` for kept weights and `-inf` for pruned ones, so a pruned
-    weight never comes back; each group (a layer, or all layers for
-    `scope="global"`) ends with exactly `max(floor(s * n), already pruned)`
-    pruned weights.
+    A weight whose mask is already 0 gets score `-inf`, so it never comes
+    back; each group (a weight tensor, or all of them for `scope="global"`)
+    ends with exactly `max(floor(s * n), already pruned)` pruned weights.
 
     Args:
-        weights: list of float arrays, one per prunable weight.
-        masks: list of current 0/1 masks, same shapes as `weights`.
+        scores: list of float arrays, one per prunable weight; larger means
+            more worth keeping. Must be finite where the mask is 1.
+        masks: list of current 0/1 masks, same shapes as `scores`.
         sparsity: target sparsity in [0, 1).
         scope: `"layer"` ranks each weight tensor on its own; `"global"`
             ranks all of them together (as FSA ranks all variables).
 
     Returns:
-        A list of new 0/1 masks (float32), same shapes as `weights`.
+        A list of new 0/1 masks (float32), same shapes as `scores`.
+
+    Raises:
+        ValueError: if a kept weight's score is NaN or infinite: a mask is
+            never computed from a diverged weight.
+
+    Example:
+
+    >>> masks_from_scores([np.array([3.0, 1.0, 2.0, 0.5])], [np.ones(4)], 0.5)[0]
+    array([1., 0., 1., 0.], dtype=float32)
+    """
+    flat = []
+    for index, (score, mask) in enumerate(zip(scores, masks)):
+        score = np.array(score, dtype=np.float64).ravel()  # A copy: safe to write.
+        kept = np.asarray(mask).ravel() != 0
+        if not np.all(np.isfinite(score[kept])):
+            bad = int(np.count_nonzero(~np.isfinite(score[kept])))
+            raise ValueError(
+                f"Scores of weight tensor {index} hold {bad} non-finite values (NaN or "
+                "inf) among the kept weights; masks are never computed from them. "
+                "Received: a diverged weight or score."
+            )
+        score[~kept] = -np.inf
+        flat.append(score)
+    groups = [np.concatenate(flat)] if scope == "global" else flat
+    kept = []
+    for score in groups:
+        already_pruned = int(np.count_nonzero(np.isneginf(score)))
+        n_pruned = max(pruned_count(sparsity, score.size), already_pruned)
+        kept.append(keep_largest(score, score.size - n_pruned))
+    if scope == "global":
+        kept = np.split(kept[0], np.cumsum([s.size for s in flat])[:-1])
+    return [
+        keep.reshape(np.shape(score)).astype(np.float32)
+        for keep, score in zip(kept, scores)
+    ]
+
+
+def magnitude_masks(weights, masks, sparsity, scope="layer"):
+    """New masks keeping the weights of largest magnitude at `sparsity`.
+
+    `masks_from_scores` with `score = |w|`.
 
     Example:
 
@@ -95,23 +136,4 @@ def magnitude_masks(weights, masks, sparsity, scope="layer"):
     array([[0., 1.],
            [1., 0.]], dtype=float32)
     """
-    scores = []
-    for weight, mask in zip(weights, masks):
-        score = np.abs(np.asarray(weight)).ravel()  # A new array: safe to write.
-        score[np.asarray(mask).ravel() == 0] = -np.inf
-        scores.append(score)
-    if scope == "global":
-        groups = [np.concatenate(scores)]
-    else:
-        groups = scores
-    kept = []
-    for score in groups:
-        already_pruned = int(np.count_nonzero(np.isneginf(score)))
-        n_pruned = max(pruned_count(sparsity, score.size), already_pruned)
-        kept.append(keep_largest(score, score.size - n_pruned))
-    if scope == "global":
-        kept = np.split(kept[0], np.cumsum([s.size for s in scores])[:-1])
-    return [
-        keep.reshape(np.shape(weight)).astype(np.float32)
-        for keep, weight in zip(kept, weights)
-    ]
+    return masks_from_scores([np.abs(w) for w in weights], masks, sparsity, scope)

@@ -1,0 +1,184 @@
+"""Pruning criteria: which weights go.
+
+The schedule says how many weights are pruned, the criterion says which: it
+gives every weight a score, larger meaning more worth keeping, and
+`keras_anneal.masking.masks_from_scores` keeps the largest scores with exact
+counts and deterministic ties. A new criterion overrides one method,
+`scores`, like `compute_mask` of torch's `BasePruningMethod`.
+
+Every criterion has a plain function form, `criterion.masks(weights, masks,
+sparsity)`, and takes part in `AnnealedPruning(..., criterion=...)` by
+instance, by name (`"magnitude"`, `"random"`, `"largest"`) or by config.
+"""
+
+import numpy as np
+
+import keras
+
+from keras_anneal import _validation
+from keras_anneal import masking
+
+
+class PruningCriterion:
+    """Base class of the pruning criteria: override `scores`.
+
+    Example:
+
+    >>> class Smallest(PruningCriterion):  # Keeps the smallest |w| instead.
+    ...     def scores(self, weights, masks, step=0):
+    ...         return [-np.abs(w) for w in weights]
+    >>> Smallest().masks([np.array([0.1, 3.0, 2.0])], [np.ones(3)], 0.5)[0]
+    array([1., 0., 1.], dtype=float32)
+    """
+
+    def scores(self, weights, masks, step=0):
+        """One float array per weight tensor: larger means more worth keeping.
+
+        Args:
+            weights: list of NumPy arrays, the prunable weights.
+            masks: list of their current 0/1 masks.
+            step: the optimizer step, for criteria that draw random numbers
+                (so that a resumed run draws the same ones).
+
+        Returns:
+            A list of arrays shaped like `weights`.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement `scores(weights, masks, step)`."
+        )
+
+    def masks(self, weights, masks, sparsity, scope="layer", step=0):
+        """New 0/1 masks at `sparsity`, keeping the weights of largest score.
+
+        Already pruned weights stay pruned; counts are exact (see
+        `keras_anneal.masking.masks_from_scores`).
+        """
+        sparsity = _validation.check_sparsity("sparsity", sparsity)
+        scope = _validation.check_choice("scope", scope, ("layer", "global"))
+        _check_finite(weights)
+        scores = self.scores([np.asarray(w) for w in weights], masks, step)
+        return masking.masks_from_scores(scores, masks, sparsity, scope)
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+
+def _check_finite(weights):
+    for index, weight in enumerate(weights):
+        weight = np.asarray(weight)
+        if not np.all(np.isfinite(weight)):
+            raise ValueError(
+                f"Weight tensor {index} holds {int(np.count_nonzero(~np.isfinite(weight)))} "
+                "non-finite values (NaN or inf): masks are never computed from them. "
+                "Received: a diverged weight. Lower the learning rate or clip gradients."
+            )
+
+
+@keras.saving.register_keras_serializable(package="keras_anneal")
+class Magnitude(PruningCriterion):
+    """Keeps the weights of largest magnitude: `score = |w|`.
+
+    The classic criterion (Han et al. 2015; Zhu & Gupta 2017; FSA, Barbu et
+    al. 2017). Removing the smallest weights in small steps is the most
+    stable way to prune, and so the one that regularizes least (Bartoldson et
+    al., NeurIPS 2020).
+
+    Example:
+
+    >>> Magnitude().masks([np.array([0.1, -3.0, 2.0, 0.5])], [np.ones(4)], 0.5)[0]
+    array([0., 1., 1., 0.], dtype=float32)
+    """
+
+    def scores(self, weights, masks, step=0):
+        return [np.abs(w) for w in weights]
+
+
+@keras.saving.register_keras_serializable(package="keras_anneal")
+class Random(PruningCriterion):
+    """Keeps weights at random: `score ~ U(0, 1)`, drawn anew at each step.
+
+    The draws depend only on `(seed, step)`, so a run resumed from a
+    checkpoint prunes the same weights as an uninterrupted one. A baseline
+    for the other criteria, and the regrowth rule of SET (Mocanu et al. 2018).
+
+    Args:
+        seed: int seed. Defaults to 0.
+
+    Example:
+
+    >>> mask = Random(seed=1).masks([np.ones(10)], [np.ones(10)], 0.3)[0]
+    >>> int(mask.sum())
+    7
+    """
+
+    def __init__(self, seed=0):
+        self.seed = _validation.check_step("seed", seed)
+
+    def scores(self, weights, masks, step=0):
+        rng = np.random.default_rng([self.seed, int(step)])
+        return [rng.random(np.shape(w)) for w in weights]
+
+    def get_config(self):
+        return {"seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="keras_anneal")
+class LargestMagnitude(PruningCriterion):
+    """Prunes the weights of *largest* magnitude: `score = -|w|`.
+
+    Instability-seeking pruning: Bartoldson, Barbu & Erlebacher (2018, arXiv
+    1805.01930) found that pruning large weights, not small ones, generalized
+    better than Dropout on CIFAR-10; Bartoldson et al. (NeurIPS 2020) explain
+    it: the bigger the accuracy drop right after a pruning step, the more the
+    step acts like noise injection and the better the final generalization.
+    Best used for temporary removal (`TemporaryRemoval`) or early in a plan.
+
+    Example:
+
+    >>> LargestMagnitude().masks([np.array([0.1, -3.0, 2.0, 0.5])], [np.ones(4)], 0.5)[0]
+    array([1., 0., 0., 1.], dtype=float32)
+    """
+
+    def scores(self, weights, masks, step=0):
+        return [-np.abs(w) for w in weights]
+
+
+_BY_NAME = {"magnitude": Magnitude, "random": Random, "largest": LargestMagnitude}
+
+
+def get(identifier):
+    """A criterion from an instance, a name or a config dict.
+
+    Args:
+        identifier: a `PruningCriterion`, one of `"magnitude"`, `"random"`,
+            `"largest"`, or a dict from `keras.saving.serialize_keras_object`.
+
+    Example:
+
+    >>> get("largest")
+    LargestMagnitude()
+    """
+    if isinstance(identifier, PruningCriterion):
+        return identifier
+    if isinstance(identifier, str) and identifier in _BY_NAME:
+        return _BY_NAME[identifier]()
+    if isinstance(identifier, dict):
+        criterion = keras.saving.deserialize_keras_object(identifier)
+        if isinstance(criterion, PruningCriterion):
+            return criterion
+    raise ValueError(
+        "Argument `criterion` must be a `keras_anneal.criteria.PruningCriterion`, "
+        f"one of {sorted(_BY_NAME)}, or its serialized config. "
+        f"Received: criterion={identifier!r}"
+    )
