@@ -5,6 +5,7 @@ reports) reads and writes masks through this layer and nothing else.
 """
 
 import contextlib
+import threading
 
 import keras
 import numpy as np
@@ -12,46 +13,132 @@ from keras import ops
 
 from keras_anneal import masking
 
-# Prunable weights of the supported Keras layers, by attribute name. Checked
-# with `isinstance`, so subclasses of these layers are supported too.
-_SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
-_EMBEDDING = (keras.layers.Embedding,)
-_WITH_KERNEL = (
-    keras.layers.Dense,
-    keras.layers.EinsumDense,
-    keras.layers.Conv1D,
-    keras.layers.Conv2D,
-    keras.layers.Conv3D,
-    keras.layers.Conv1DTranspose,
-    keras.layers.Conv2DTranspose,
-    keras.layers.Conv3DTranspose,
-    keras.layers.DepthwiseConv1D,
-    keras.layers.DepthwiseConv2D,
-)
-SUPPORTED_LAYERS = _WITH_KERNEL + _SEPARABLE + _EMBEDDING
+# The registry: layer class -> names of its prunable weights (the public
+# property names). Checked with `isinstance`, so subclasses are covered too.
+# Layers that hold other layers (MultiHeadAttention, a custom Transformer
+# block, a subclassed model) are prunable through their sublayers.
+_REGISTRY = {
+    keras.layers.Dense: ("kernel",),
+    keras.layers.EinsumDense: ("kernel",),
+    keras.layers.Conv1D: ("kernel",),
+    keras.layers.Conv2D: ("kernel",),
+    keras.layers.Conv3D: ("kernel",),
+    keras.layers.Conv1DTranspose: ("kernel",),
+    keras.layers.Conv2DTranspose: ("kernel",),
+    keras.layers.Conv3DTranspose: ("kernel",),
+    keras.layers.DepthwiseConv1D: ("kernel",),
+    keras.layers.DepthwiseConv2D: ("kernel",),
+    keras.layers.SeparableConv1D: ("depthwise_kernel", "pointwise_kernel"),
+    keras.layers.SeparableConv2D: ("depthwise_kernel", "pointwise_kernel"),
+    keras.layers.Embedding: ("embeddings",),
+}
+SUPPORTED_LAYERS = tuple(_REGISTRY)
+
+
+def register_prunable_layer(cls, weights):
+    """Declares the prunable weights of a layer class, by attribute name.
+
+    After `register_prunable_layer(MyLayer, ["kernel"])`, `Masked` wraps
+    `MyLayer` (and its subclasses) and masks `layer.kernel`; `prune_model`
+    wraps it, alone or inside other layers. A class defining
+    `get_prunable_weights()` needs no registration.
+
+    Args:
+        cls: a subclass of `keras.layers.Layer`.
+        weights: names of the attributes holding its prunable variables.
+
+    Raises:
+        TypeError: if `cls` is not a layer class or `weights` not names.
+
+    Example:
+
+    >>> class Scale(keras.layers.Layer):
+    ...     def build(self, shape):
+    ...         self.scale = self.add_weight(shape=shape[-1:], initializer="ones")
+    ...     def call(self, x):
+    ...         return x * self.scale
+    >>> register_prunable_layer(Scale, ["scale"])
+    >>> layer = Masked(Scale())
+    >>> _ = layer(np.ones((1, 3)))
+    >>> [tuple(mask.shape) for mask in layer.masks]
+    [(3,)]
+    """
+    if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
+        raise TypeError(
+            "Argument `cls` must be a subclass of `keras.layers.Layer`. "
+            f"Received: cls={cls!r}"
+        )
+    if isinstance(weights, str) or not all(isinstance(w, str) for w in weights) or not weights:
+        raise TypeError(
+            "Argument `weights` must be a non-empty list of attribute names (str). "
+            f"Received: weights={weights!r}"
+        )
+    _REGISTRY[cls] = tuple(weights)
+
+
+def _own_prunable_names(layer):
+    for cls in type(layer).__mro__:
+        if cls in _REGISTRY:
+            return _REGISTRY[cls]
+    return None
+
+
+def _own_prunable_variables(layer):
+    """The prunable variables `layer` holds itself, or None if it is not a leaf."""
+    if callable(getattr(layer, "get_prunable_weights", None)):
+        return list(layer.get_prunable_weights())
+    names = _own_prunable_names(layer)
+    if names is None:
+        return None
+    return [getattr(layer, name) for name in names]
+
+
+def prunable_variables(layer):
+    """`(owner, variable)` for every prunable variable in `layer`, sublayers included.
+
+    Leaves come from the registry (or `get_prunable_weights()`); other layers
+    are searched through their sublayers, skipping those already `Masked`.
+    Each variable appears once, even in a layer shared by two parents.
+    """
+    found, seen = [], set()
+
+    def visit(current):
+        own = _own_prunable_variables(current)
+        if own is not None:
+            for variable in own:
+                if id(variable) not in seen:
+                    seen.add(id(variable))
+                    found.append((current, variable))
+            return
+        for sublayer in current._flatten_layers(include_self=False, recursive=False):
+            if not isinstance(sublayer, Masked):
+                visit(sublayer)
+
+    visit(layer)
+    return found
 
 
 def is_prunable(layer):
-    """Whether `Masked` can wrap `layer`.
+    """Whether `Masked` can wrap `layer`: whether it holds a prunable weight.
 
-    True for the supported Keras layers (`SUPPORTED_LAYERS` and their
-    subclasses) and for any layer that defines `get_prunable_weights()`,
-    returning the variables to mask (the protocol tfmot's `PrunableLayer`
-    uses), so custom layers can opt in.
+    True for the registered Keras layers (`SUPPORTED_LAYERS` and their
+    subclasses, and classes added by `register_prunable_layer`), for any
+    layer that defines `get_prunable_weights()` (the protocol tfmot's
+    `PrunableLayer` uses), and for any layer or model holding one of those
+    (`MultiHeadAttention`, a custom Transformer block, a subclassed model).
     """
-    return isinstance(layer, SUPPORTED_LAYERS) or callable(
-        getattr(layer, "get_prunable_weights", None)
+    if not isinstance(layer, keras.layers.Layer) or isinstance(layer, Masked):
+        return False
+    if (
+        _own_prunable_names(layer) is not None
+        or callable(getattr(layer, "get_prunable_weights", None))
+        or isinstance(layer, keras.layers.MultiHeadAttention)  # Sublayers made in `build`.
+    ):
+        return True
+    return any(
+        is_prunable(sublayer)
+        for sublayer in layer._flatten_layers(include_self=False, recursive=False)
     )
-
-
-def _prunable_variables(layer):
-    if isinstance(layer, _SEPARABLE):
-        return [layer.depthwise_kernel, layer.pointwise_kernel]
-    if isinstance(layer, _EMBEDDING):
-        return [layer.embeddings]
-    if isinstance(layer, _WITH_KERNEL):
-        return [layer.kernel]
-    return list(layer.get_prunable_weights())
 
 
 def _attribute_holding(layer, variable):
@@ -72,19 +159,20 @@ def _attribute_holding(layer, variable):
 
 
 @contextlib.contextmanager
-def _substituted(layer, values):
-    """Temporarily replace attributes of `layer`, bypassing layer tracking.
+def _substituted(slots, values):
+    """Temporarily replace attributes, bypassing layer tracking.
 
-    `object.__setattr__` skips Keras' (and torch's) attribute tracking, so the
-    layer's variables are left exactly as they were.
+    `slots` are `(layer, attribute name)` pairs. `object.__setattr__` skips
+    Keras' (and torch's) attribute tracking, so the layers' variables are left
+    exactly as they were.
     """
-    originals = {name: vars(layer)[name] for name in values}
+    originals = [vars(layer)[name] for layer, name in slots]
     try:
-        for name, value in values.items():
+        for (layer, name), value in zip(slots, values):
             object.__setattr__(layer, name, value)
         yield
     finally:
-        for name, value in originals.items():
+        for (layer, name), value in zip(slots, originals):
             object.__setattr__(layer, name, value)
 
 
@@ -94,7 +182,9 @@ class Masked(keras.layers.Wrapper):
 
     For each prunable weight `w` of the wrapped layer (the kernel of Dense,
     EinsumDense and the convolutions, both kernels of the separable
-    convolutions, the embeddings of Embedding), `Masked` holds a
+    convolutions, the embeddings of Embedding; in a layer that holds other
+    layers, such as `MultiHeadAttention`, a custom Transformer block or a
+    subclassed model, those of all its sublayers), `Masked` holds a
     non-trainable mask `m` of the same shape, initially all ones, and the
     wrapped layer computes with `w * m`. A weight with `m = 0` therefore
     contributes nothing and gets a zero gradient. Its stored value is not
@@ -143,8 +233,9 @@ class Masked(keras.layers.Wrapper):
         if not is_prunable(layer):
             supported = ", ".join(cls.__name__ for cls in SUPPORTED_LAYERS)
             raise ValueError(
-                f"Argument `layer` must be a layer with prunable weights: {supported}, "
-                "or a layer that defines `get_prunable_weights()`. "
+                f"Argument `layer` must hold prunable weights: be one of {supported}, "
+                "define `get_prunable_weights()`, be registered with "
+                "`keras_anneal.register_prunable_layer`, or contain such layers. "
                 f"Received: layer={layer.__class__.__name__}(name='{layer.name}')"
             )
         kwargs.setdefault("name", f"masked_{layer.name}")
@@ -153,15 +244,36 @@ class Masked(keras.layers.Wrapper):
         kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
         self.supports_masking = layer.supports_masking
-        self._weight_attributes = ()
+        self._slots = ()
+        self._variables = []
         self._masks = []
+        # `call` substitutes masked tensors for the wrapped layer's variables;
+        # the lock keeps two threads calling one model at once from seeing
+        # each other's substitutions.
+        self._call_lock = threading.RLock()
 
     def build(self, input_shape=None):
-        super().build(input_shape)
-        variables = _prunable_variables(self.layer)
-        self._weight_attributes = tuple(
-            _attribute_holding(self.layer, variable) for variable in variables
-        )
+        self._masked_input_shape = input_shape
+        # A subclassed model built from its config holds its weights but may
+        # not say `built`: its weights are what matters here.
+        if not (self.layer.built or self.layer.weights):
+            try:
+                self.layer.build(input_shape)
+            except Exception as error:
+                raise ValueError(
+                    f"`Masked` could not build layer '{self.layer.name}' "
+                    f"({type(self.layer).__name__}) from the input shape {input_shape}. "
+                    "Build it first, e.g. call it once on sample inputs, then wrap it."
+                ) from error
+        found = prunable_variables(self.layer)
+        if not found:
+            raise ValueError(
+                f"Layer '{self.layer.name}' ({type(self.layer).__name__}) holds no "
+                "prunable weight once built. Received: its weights "
+                f"{[v.path for v in self.layer.weights]}"
+            )
+        self._slots = tuple((owner, _attribute_holding(owner, v)) for owner, v in found)
+        self._variables = [variable for _, variable in found]
         self._masks = [
             self.add_weight(
                 name=f"{variable.name}_mask",
@@ -170,15 +282,26 @@ class Masked(keras.layers.Wrapper):
                 initializer="ones",
                 trainable=False,
             )
-            for variable in variables
+            for variable in self._variables
         ]
+        self.built = True
+
+    def get_build_config(self):
+        # The wrapped layer records its own build (MultiHeadAttention needs
+        # several shapes); this only tells `load_model` to create the masks.
+        return {"input_shape": getattr(self, "_masked_input_shape", None)}
+
+    def build_from_config(self, config):
+        self.build(config.get("input_shape"))
 
     def call(self, inputs, *args, **kwargs):
-        masked = {
-            name: ops.multiply(vars(self.layer)[name], mask)
-            for name, mask in zip(self._weight_attributes, self._masks)
-        }
-        with _substituted(self.layer, masked):
+        # Cast as Keras autocasts a variable read in the layer's call: a
+        # mixed precision layer computes in its compute dtype.
+        masked = [
+            ops.cast(ops.multiply(variable, mask), owner.compute_dtype)
+            for (owner, _), variable, mask in zip(self._slots, self._variables, self._masks)
+        ]
+        with self._call_lock, _substituted(self._slots, masked):
             return self.layer(inputs, *args, **kwargs)
 
     def compute_output_spec(self, *args, **kwargs):
@@ -198,7 +321,7 @@ class Masked(keras.layers.Wrapper):
     def prunable_weights(self):
         """The wrapped layer's variables that the masks apply to."""
         self._require_built()
-        return [vars(self.layer)[name] for name in self._weight_attributes]
+        return list(self._variables)
 
     @property
     def masks(self):

@@ -1,6 +1,7 @@
 """Model-level entry points: wrap (`prune_model`), unwrap (`strip`), report."""
 
 import dataclasses
+import warnings
 
 import keras
 
@@ -8,6 +9,7 @@ from keras_anneal import masking
 from keras_anneal.layers import SUPPORTED_LAYERS
 from keras_anneal.layers import Masked
 from keras_anneal.layers import is_prunable
+from keras_anneal.layers import prunable_variables
 
 
 def masked_layers(model):
@@ -38,18 +40,17 @@ def _is_graph_model(model):
     )
 
 
-def _check_graph_model(model, function):
+def _check_model(model, function):
     if not isinstance(model, keras.Model):
         raise TypeError(
             f"Argument `model` of `{function}` must be a `keras.Model`. "
             f"Received: model={model!r} of type {type(model).__name__}"
         )
-    if not _is_graph_model(model):
-        raise TypeError(
-            f"`{function}` rebuilds Sequential and Functional models, not "
-            f"subclassed ones. Received: model of class {type(model).__name__}. "
-            "In a subclassed model, wrap layers with `keras_anneal.Masked` in "
-            "`__init__`; the callbacks and `sparsity_report` find them there."
+    if not model.built:
+        raise ValueError(
+            f"Argument `model` of `{function}` must be built, so that its weights "
+            "exist: call it once on sample inputs (or give it an `Input`). "
+            f"Received: model '{model.name}' of class {type(model).__name__}, not built"
         )
 
 
@@ -57,20 +58,100 @@ def _all_layers(model):
     return model._flatten_layers(include_self=False, recursive=True)
 
 
-def _copy_layer(layer, weights=None):
-    """A new layer with `layer`'s config, built alike, holding its weights."""
-    copy = layer.__class__.from_config(layer.get_config())
+def _inbound_arguments(layer):
+    """Fresh symbolic copies of the arguments of `layer`'s first call, if any."""
+    nodes = getattr(layer, "_inbound_nodes", None)
+    if not nodes:
+        return None
+    arguments = nodes[0].arguments
+
+    def fresh(value):
+        if isinstance(value, keras.KerasTensor):
+            return keras.KerasTensor(value.shape, value.dtype, sparse=value.sparse)
+        return value
+
+    return keras.tree.map_structure(fresh, (arguments.args, arguments.kwargs))
+
+
+def _copy_layer(layer, weights=None, template=None):
+    """A new layer with `layer`'s config, built alike, holding its weights.
+
+    Built from its build config; a layer whose sublayers are built by its
+    first call (a custom Transformer block without `build`) is built by
+    calling it on symbolic inputs shaped like those of its first call in
+    the graph (that of `template`, the layer standing for it, if given).
+    """
+    if not isinstance(layer, keras.layers.Layer):
+        return layer  # An operation node of the graph (`x + y`, a `keras.ops` call).
+    try:
+        copy = layer.__class__.from_config(layer.get_config())
+    except Exception as error:
+        raise _not_copyable(layer, f"rebuilding it from its config failed ({error})") from error
     if not layer.weights:
         return copy
     build_config = layer.get_build_config()
-    if not build_config:
-        raise ValueError(
-            f"Cannot copy the weights of layer '{layer.name}': it records no build "
-            "shape. Build the model on its inputs (e.g. call it on a batch) first."
+    try:
+        if build_config:
+            with warnings.catch_warnings():
+                # A layer with no `build` warns that it is not really built:
+                # it is built below by a symbolic call, as the user's graph did.
+                warnings.filterwarnings("ignore", message=r"`build\(\)` was called on layer")
+                copy.build_from_config(build_config)
+            if "input_shape" in build_config and not copy.get_build_config():
+                # A subclassed model built from its config forgets the shape it
+                # was built with; keep it, so the copy can be saved and copied.
+                copy._build_shapes_dict = {"input_shape": build_config["input_shape"]}
+        if len(copy.weights) != len(layer.weights):
+            arguments = _inbound_arguments(template or layer)
+            if arguments is not None:
+                copy(*arguments[0], **arguments[1])
+    except Exception as error:
+        raise _not_copyable(layer, f"building the copy failed ({error})") from error
+    if len(copy.weights) != len(layer.weights):
+        raise _not_copyable(
+            layer,
+            f"rebuilt from its config it holds {len(copy.weights)} weights instead of "
+            f"{len(layer.weights)}",
         )
-    copy.build_from_config(build_config)
     copy.set_weights(layer.get_weights() if weights is None else weights)
     return copy
+
+
+def _not_copyable(layer, reason):
+    return ValueError(
+        f"Cannot copy layer '{layer.name}' ({type(layer).__name__}): {reason}. "
+        "Give the layer a `get_config()` that returns its constructor arguments (and a "
+        "`build()` that creates its weights), or prune without copying: "
+        "`keras_anneal.prune_model(model, inplace=True)` wraps the model's own layers, "
+        "so the pruned model shares their weights with the original."
+    )
+
+
+_NOT_PRUNABLE_BY_DESIGN = (
+    keras.layers.BatchNormalization,
+    keras.layers.LayerNormalization,
+    keras.layers.GroupNormalization,
+    keras.layers.UnitNormalization,
+    keras.layers.Normalization,
+)
+
+
+def _unprunable_weights(layer):
+    """Paths of trainable weights in `layer` that no mask will cover."""
+    covered = {id(variable) for _, variable in prunable_variables(layer)}
+    skipped = []
+    for sublayer in layer._flatten_layers(include_self=True, recursive=True):
+        if isinstance(sublayer, _NOT_PRUNABLE_BY_DESIGN):
+            continue
+        own = [w for w in sublayer._trainable_variables if id(w) not in covered]
+        if own and not isinstance(sublayer, keras.Model) and not _is_bias_holder(sublayer, own):
+            skipped += [w.path for w in own]
+    return skipped
+
+
+def _is_bias_holder(layer, weights):
+    """Biases and LoRA-free extras of registered layers are not pruned by design."""
+    return is_prunable(layer) and all("bias" in w.name for w in weights)
 
 
 def _layer_selector(model, layers):
@@ -79,6 +160,11 @@ def _layer_selector(model, layers):
         return is_prunable
     if isinstance(layers, (str, type)):
         layers = [layers]
+    if not isinstance(layers, (list, tuple)):
+        raise TypeError(
+            "Argument `layers` must be a list of layer names (str) or layer classes. "
+            f"Received: layers={layers!r} of type {type(layers).__name__}"
+        )
     names, classes = set(), []
     for item in layers:
         if isinstance(item, str):
@@ -90,7 +176,8 @@ def _layer_selector(model, layers):
                 "Argument `layers` must hold layer names (str) or layer classes. "
                 f"Received: {item!r} of type {type(item).__name__} in layers={layers!r}"
             )
-    by_name = {layer.name: layer for layer in _all_layers(model)}
+    all_layers = list(_all_layers(model))
+    by_name = {layer.name: layer for layer in all_layers}
     unknown = sorted(names - by_name.keys())
     if unknown:
         raise ValueError(
@@ -101,12 +188,13 @@ def _layer_selector(model, layers):
     unsupported += [
         cls.__name__
         for cls in classes
-        if not (issubclass(cls, SUPPORTED_LAYERS) or callable(getattr(cls, "get_prunable_weights", None)))
+        if not any(isinstance(layer, cls) and is_prunable(layer) for layer in all_layers)
     ]
     if unsupported:
         raise ValueError(
             f"Argument `layers` selects layers with no prunable weight: {unsupported}. "
-            f"Supported: {[cls.__name__ for cls in SUPPORTED_LAYERS]}"
+            f"Supported: {[cls.__name__ for cls in SUPPORTED_LAYERS]}, layers defining "
+            "`get_prunable_weights()`, and layers holding those"
         )
     classes = tuple(classes)
 
@@ -116,60 +204,130 @@ def _layer_selector(model, layers):
     return selected
 
 
-def prune_model(model, layers=None):
+def prune_model(model, layers=None, inplace=False):
     """A copy of `model` with its prunable layers wrapped in `Masked`.
 
     The copy has the same architecture and weights, with all masks at one
     (nothing pruned yet). It is not compiled. The original is not changed.
 
+    Sequential and Functional models are rebuilt layer by layer: operator
+    nodes (`x + y`, `keras.ops` calls), shared layers and nested models are
+    kept as they are; each prunable layer is wrapped, including those that
+    hold prunable sublayers (`MultiHeadAttention`, a custom Transformer
+    block), whose inner kernels are all masked by one `Masked`. A subclassed
+    model is wrapped whole: the result is `keras.Sequential([Masked(copy)])`.
+    Layers with trainable weights that no mask covers (other than biases and
+    normalization layers) are named in one warning.
+
     Args:
-        model: a Sequential or Functional `keras.Model` (nested models are
-            handled too).
-        layers: which layers to wrap: `None` for every supported layer, or
+        model: a built `keras.Model`: Sequential, Functional (nested models
+            are handled too) or subclassed.
+        layers: which layers to wrap: `None` for every prunable layer, or
             a list of layer names and/or layer classes. Defaults to `None`.
+        inplace: if True, the model's own layers are wrapped instead of
+            copies, for layers that cannot be rebuilt from their config: the
+            pruned model then shares their variables with the original (whose
+            graph is unchanged). Defaults to `False`.
 
     Returns:
         The new `keras.Model`.
 
     Raises:
-        TypeError: if `model` is not a Sequential or Functional model, or
-            `layers` holds something other than names and classes.
-        ValueError: if `layers` names an unknown layer or one with no
-            prunable weight.
+        TypeError: if `model` is not a `keras.Model`, or `layers` holds
+            something other than names and classes.
+        ValueError: if `model` is not built or holds no prunable weight,
+            if `layers` names an unknown layer or one with no prunable
+            weight, or if a layer cannot be copied (the message says how to
+            make it copyable, or to pass `inplace=True`).
 
     Example:
 
-    >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    >>> pruned = prune_model(model)
-    >>> [type(layer).__name__ for layer in pruned.layers]
-    ['Masked']
+    >>> inputs = keras.Input((4,))
+    >>> x = keras.layers.Dense(4)(inputs)
+    >>> model = keras.Model(inputs, keras.layers.Dense(2)(x + inputs))  # An operator residual.
+    >>> [type(layer).__name__ for layer in prune_model(model).layers]
+    ['InputLayer', 'Masked', 'Masked']
     """
-    _check_graph_model(model, "prune_model")
+    _check_model(model, "prune_model")
+    inplace = _check_bool("inplace", inplace)
     selected = _layer_selector(model, layers)
+    if not any(is_prunable(layer) for layer in _all_layers(model)) and not is_prunable(model):
+        raise ValueError(
+            f"Argument `model` holds no prunable weight. Received: model '{model.name}' with "
+            f"layers {[type(layer).__name__ for layer in _all_layers(model)]}"
+        )
+    skipped = {}
 
     def clone(layer):
-        copy = _copy_layer(layer)
-        if isinstance(layer, Masked) or not selected(layer):
-            return copy
-        return Masked(copy)
+        if not isinstance(layer, keras.layers.Layer):
+            return layer  # An operation node: stateless, shared as it is.
+        wrap = not isinstance(layer, Masked) and selected(layer) and is_prunable(layer)
+        copy = layer if inplace else _copy_layer(layer)
+        if layers is None and not isinstance(layer, Masked):
+            unmasked = _unprunable_weights(layer) if wrap else (
+                [] if is_prunable(layer) else _unprunable_weights(layer)
+            )
+            if unmasked:
+                skipped[layer.name] = unmasked
+        return Masked(copy) if wrap else copy
 
-    return keras.models.clone_model(model, clone_function=clone, recursive=True)
+    if _is_graph_model(model):
+        pruned = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    else:
+        inner = model if inplace else _copy_layer(model)
+        masked = Masked(inner)
+        masked.build()  # The model is built: its masks can be made now.
+        pruned = keras.Sequential([masked], name=model.name)
+        input_shape = (inner.get_build_config() or {}).get("input_shape")
+        if input_shape is not None:
+            pruned.build(input_shape)
+        if layers is None and _unprunable_weights(model):
+            skipped[model.name] = _unprunable_weights(model)
+    if skipped:
+        listed = "; ".join(f"'{name}': {paths}" for name, paths in skipped.items())
+        warnings.warn(
+            "prune_model left these trainable weights unmasked: no registered prunable "
+            f"weight covers them ({listed}). Define `get_prunable_weights()` on their "
+            "layer or call `keras_anneal.register_prunable_layer` to prune them.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return pruned
 
 
-def strip(model):
-    """A plain copy of `model` with every `Masked` layer replaced by its inner layer.
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"Argument `{name}` must be a bool. Received: {name}={value!r} "
+            f"of type {type(value).__name__}"
+        )
+    return value
 
-    The masks are baked in: pruned weights are exactly 0.0 in the copy, and
-    the copy's predictions equal those of the masked model.
+
+def strip(model, inplace=False):
+    """A plain model with every `Masked` layer replaced by its inner layer.
+
+    The masks are baked in: pruned weights are exactly 0.0 in the result, and
+    its predictions equal those of the masked model. A model that
+    `prune_model` made from a subclassed one comes back as
+    `keras.Sequential([copy of the subclassed model])`.
 
     Args:
-        model: a Sequential or Functional `keras.Model`.
+        model: a `keras.Model` that `prune_model` returned, or any
+            Sequential or Functional model.
+        inplace: if True, the masks are baked into the wrapped layers' own
+            variables and those layers are reused (for models pruned with
+            `inplace=True`, whose layers may not be copyable). Defaults to
+            `False`.
 
     Returns:
         The new `keras.Model`, with no keras-anneal layer in it.
 
     Raises:
-        TypeError: if `model` is not a Sequential or Functional model.
+        TypeError: if `model` is not a `keras.Model`, or is a subclassed
+            model holding `Masked` layers in its attributes (which only its
+            own code can rebuild: bake the masks with `Masked.layer` there).
+        ValueError: if a layer cannot be copied (pass `inplace=True`).
 
     Example:
 
@@ -177,21 +335,35 @@ def strip(model):
     >>> [type(layer).__name__ for layer in strip(model).layers]
     ['Dense']
     """
-    _check_graph_model(model, "strip")
+    _check_model(model, "strip")
+    inplace = _check_bool("inplace", inplace)
+    if not _is_graph_model(model):
+        raise TypeError(
+            "`strip` rebuilds Sequential and Functional models (those `prune_model` "
+            f"returns), not subclassed ones. Received: model of class {type(model).__name__}. "
+            "Prune a subclassed model with `keras_anneal.prune_model(model)`, which "
+            "wraps it whole, and strip what it returns."
+        )
 
     def clone(layer):
+        if not isinstance(layer, keras.layers.Layer):
+            return layer
         if not isinstance(layer, Masked):
-            return _copy_layer(layer)
+            return layer if inplace else _copy_layer(layer)
         baked = {
             id(weight): value
             for weight, value in zip(layer.prunable_weights, layer.get_masked_weights())
         }
+        if inplace:
+            for weight in layer.prunable_weights:
+                weight.assign(baked[id(weight)])
+            return layer.layer
         weights = [
             baked[id(variable)] if id(variable) in baked
             else keras.ops.convert_to_numpy(variable)
             for variable in layer.layer.weights
         ]
-        return _copy_layer(layer.layer, weights)
+        return _copy_layer(layer.layer, weights, template=layer)
 
     return keras.models.clone_model(model, clone_function=clone, recursive=True)
 

@@ -192,15 +192,19 @@ def test_bad_layers_argument_is_an_error_and_leaves_the_model_alone():
         np.testing.assert_array_equal(old, new)
 
 
-def test_subclassed_and_non_models_are_rejected():
+def test_unbuilt_subclassed_and_non_models_are_rejected():
     class Net(keras.Model):
         def call(self, x):
             return x
 
-    with pytest.raises(TypeError, match="not subclassed.*Received: model of class Net"):
+    with pytest.raises(ValueError, match="must be built.*Received: model 'net.*' of class Net"):
         keras_anneal.prune_model(Net())
-    with pytest.raises(TypeError, match="not subclassed"):
-        keras_anneal.strip(Net())
+    built = Net()
+    built(np.ones((1, 2), "float32"))
+    with pytest.raises(ValueError, match="holds no prunable weight"):
+        keras_anneal.prune_model(built)
+    with pytest.raises(TypeError, match="not subclassed ones. Received: model of class Net"):
+        keras_anneal.strip(built)
     with pytest.raises(TypeError, match="must be a `keras.Model`"):
         keras_anneal.prune_model("model")
     with pytest.raises(TypeError, match="must be a `keras.Model`"):
