@@ -141,6 +141,13 @@ def is_prunable(layer):
     )
 
 
+def _has_unbuilt_sublayer(layer):
+    return any(
+        not sublayer.built
+        for sublayer in layer._flatten_layers(include_self=False, recursive=True)
+    )
+
+
 def _attribute_holding(layer, variable):
     """Name of the attribute of `layer` that stores `variable` itself.
 
@@ -265,6 +272,10 @@ class Masked(keras.layers.Wrapper):
                     f"({type(self.layer).__name__}) from the input shape {input_shape}. "
                     "Build it first, e.g. call it once on sample inputs, then wrap it."
                 ) from error
+        if input_shape is not None and _has_unbuilt_sublayer(self.layer):
+            # A custom layer with no `build` builds its sublayers in its first
+            # call (and `load_model` marks it built without them): call it.
+            self.layer(keras.KerasTensor(input_shape, dtype=self.layer.compute_dtype))
         found = prunable_variables(self.layer)
         if not found:
             raise ValueError(

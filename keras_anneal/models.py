@@ -84,7 +84,7 @@ def _copy_layer(layer, weights=None, template=None):
     if not isinstance(layer, keras.layers.Layer):
         return layer  # An operation node of the graph (`x + y`, a `keras.ops` call).
     try:
-        copy = layer.__class__.from_config(layer.get_config())
+        copy = _from_config(layer)
     except Exception as error:
         raise _not_copyable(layer, f"rebuilding it from its config failed ({error})") from error
     if not layer.weights:
@@ -117,7 +117,27 @@ def _copy_layer(layer, weights=None, template=None):
     return copy
 
 
+def _from_config(layer):
+    """`cls.from_config(layer.get_config())`, or, for a custom layer whose
+    constructor takes no `**kwargs` (as in many Keras examples), the
+    constructor called with the arguments Keras recorded for it."""
+    try:
+        return layer.__class__.from_config(layer.get_config())
+    except Exception:
+        arguments = getattr(layer, "_auto_config", None)
+        if arguments is None:
+            raise
+        try:
+            return layer.__class__(**arguments.config)
+        except Exception:
+            pass
+        raise
+
+
 def _not_copyable(layer, reason):
+    reason = " ".join(reason.split())
+    if len(reason) > 240:
+        reason = reason[:240] + "…)"
     return ValueError(
         f"Cannot copy layer '{layer.name}' ({type(layer).__name__}): {reason}. "
         "Give the layer a `get_config()` that returns its constructor arguments (and a "

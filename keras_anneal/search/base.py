@@ -9,6 +9,7 @@ per candidate.
 import dataclasses
 import math
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -258,6 +259,7 @@ class SearchState:
         self._sizes = {unit.name: int(np.prod(unit.layer.masks[unit.index].shape)) for unit in all_units}
         self.baseline_loss = math.nan
         self.max_loss = math.inf
+        self.non_finite = 0  # Candidates whose loss was NaN or inf.
 
     def evaluate(self, changes=None):
         """Sets `changes` (unit -> mask) and scores the model with them.
@@ -279,6 +281,11 @@ class SearchState:
             baseline_loss=self.baseline_loss,
             max_loss=self.max_loss,
         )
+        if not math.isfinite(evaluation.loss):
+            # A candidate whose loss is NaN or inf is the worst possible one:
+            # never accepted, never kept.
+            self.non_finite += 1
+            return evaluation, math.inf
         return evaluation, float(self.cost(evaluation))
 
     def commit(self, changes):
@@ -371,10 +378,24 @@ class MaskSearch:
         start = time.perf_counter()
         try:
             baseline, _ = state.evaluate()
+            if not math.isfinite(baseline.loss):
+                raise FloatingPointError(
+                    f"The loss of model '{model.name}' on the calibration data is "
+                    f"{baseline.loss} before any mask changes: a search cannot rank masks "
+                    "from it. Check the data (NaN inputs?) and the weights (a diverged "
+                    "training?). Received: calibration loss={baseline.loss}"
+                )
             state.baseline_loss = baseline.loss
             baseline = dataclasses.replace(baseline, baseline_loss=baseline.loss)
             self._search(state, units)
             seconds = time.perf_counter() - start
+            if state.non_finite:
+                warnings.warn(
+                    f"{state.non_finite} candidate masks gave a NaN or infinite loss on the "
+                    "calibration data; they were rejected.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
             if self.fine_tune is not None:
                 model.fit(**{"verbose": self.verbose, **self.fine_tune})
             state.max_loss = math.inf

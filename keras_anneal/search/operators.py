@@ -34,7 +34,11 @@ def metropolis_accepts(delta, temperature, rng):
     True
     >>> metropolis_accepts(1e8, 1.0, np.random.default_rng(0))
     False
+
+    A NaN `delta` (a candidate whose loss is NaN) is never accepted.
     """
+    if math.isnan(delta):
+        return False
     if delta <= 0:
         return True
     if temperature <= 0:
