@@ -21,6 +21,7 @@ from keras_anneal.callbacks import SimulatedAnnealingPruning
 from keras_anneal.datasets import load_mnist
 from keras_anneal.layers import SUPPORTED_LAYERS
 from keras_anneal.layers import Masked
+from keras_anneal.layers import register_prunable_layer
 from keras_anneal.models import LayerSparsity
 from keras_anneal.models import SparsityReport
 from keras_anneal.models import masked_layers
@@ -48,6 +49,7 @@ __all__ = [
     "masked_layers",
     "masking",
     "prune_model",
+    "register_prunable_layer",
     "schedules",
     "search",
     "sparsity_report",

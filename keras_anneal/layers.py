@@ -366,13 +366,14 @@ class Masked(keras.layers.Wrapper):
             array = np.asarray(mask)
             if array.shape != tuple(variable.shape):
                 raise ValueError(
-                    f"Mask '{variable.name}' of layer '{self.name}' must have shape "
-                    f"{tuple(variable.shape)}. Received: shape={array.shape}"
+                    f"Argument `masks` must hold, for mask '{variable.name}' of layer "
+                    f"'{self.name}', an array of shape {tuple(variable.shape)}. "
+                    f"Received: shape={array.shape}"
                 )
             if not np.all((array == 0) | (array == 1)):
                 raise ValueError(
-                    f"Mask '{variable.name}' of layer '{self.name}' must hold only "
-                    f"0 and 1. Received values: {np.unique(array)[:5]}"
+                    f"Argument `masks` must hold only 0 and 1 (mask '{variable.name}' of "
+                    f"layer '{self.name}'). Received values: {np.unique(array)[:5]}"
                 )
             arrays.append(array.astype(np.float32))
         for variable, array in zip(current, arrays):

@@ -383,7 +383,7 @@ class MaskSearch:
                     f"The loss of model '{model.name}' on the calibration data is "
                     f"{baseline.loss} before any mask changes: a search cannot rank masks "
                     "from it. Check the data (NaN inputs?) and the weights (a diverged "
-                    "training?). Received: calibration loss={baseline.loss}"
+                    f"training?). Received: calibration loss={baseline.loss}"
                 )
             state.baseline_loss = baseline.loss
             baseline = dataclasses.replace(baseline, baseline_loss=baseline.loss)
