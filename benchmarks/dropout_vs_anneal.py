@@ -66,6 +66,9 @@ def variants():
             "temporary": {"fraction": fraction, "duration": 10, "criterion": "largest"},
         }
     table["fsa-set-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3}}
+    # Dropout kept, its rate scaled to the connections left (Han et al. 2015):
+    # reported on its own row, it does not count as "annealing without Dropout".
+    table["hybrid-dropout-fsa-s0.9"] = {**fsa, "regularizer": "hybrid"}
     return table
 
 
@@ -123,7 +126,7 @@ def run_keras_variant(config, seed, epochs, data, subset, frequency=50, split="t
         (x_train, y_train), (x_test, y_test) = (
             (x_train[:-held_out], y_train[:-held_out]), (x_train[-held_out:], y_train[-held_out:])
         )
-    if config["regularizer"] == "anneal":
+    if config["regularizer"] in ("anneal", "hybrid"):
         config = {"frequency": frequency, **config}
     model, callbacks = mnist_cnn.prepare(**config)
     timer = EpochTimer()

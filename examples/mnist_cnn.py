@@ -87,10 +87,12 @@ def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, f
     """
     if regularizer == "dropout":
         return compile_model(build_model(dropout=True)), []
-    model = build_model(dropout=False)
+    model = build_model(dropout=regularizer == "hybrid")
     if regularizer == "none":
         return compile_model(model), []
-    # Annealing: prune the two Dense layers that the Dropout layers guarded.
+    # Annealing: prune the two Dense layers that the Dropout layers guarded
+    # (with "hybrid", the Dropout layers stay, their rates scaled down as
+    # the Dense layers lose connections, Han et al. 2015).
     model = keras_anneal.prune_model(model, layers=[keras.layers.Dense])
     pruning = keras_anneal.AnnealedPruning(
         make_schedule(schedule, final_sparsity, mu),
@@ -99,12 +101,15 @@ def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, f
         temporary=keras_anneal.TemporaryRemoval(**temporary) if temporary else None,
         regrowth=keras_anneal.Regrowth(**regrowth) if regrowth else None,
     )
-    return compile_model(model), [pruning]
+    callbacks = [pruning]
+    if regularizer == "hybrid":
+        callbacks.append(keras_anneal.DropoutScaling(frequency=frequency))
+    return compile_model(model), callbacks
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--regularizer", choices=["dropout", "anneal", "none"], default="anneal")
+    parser.add_argument("--regularizer", choices=["dropout", "anneal", "hybrid", "none"], default="anneal")
     parser.add_argument("--schedule", choices=["fsa", "constant-rate", "polynomial"], default="fsa")
     parser.add_argument("--final-sparsity", type=float, default=0.9)
     parser.add_argument("--mu", type=float, default=None, help="FSA's mu; the schedule's default if omitted")
@@ -122,7 +127,7 @@ def main(argv=None):
     )
     model.fit(x_train, y_train, batch_size=BATCH_SIZE, epochs=args.epochs,
               validation_data=(x_test, y_test), callbacks=callbacks, verbose=2)
-    if args.regularizer == "anneal":
+    if args.regularizer in ("anneal", "hybrid"):
         print(keras_anneal.sparsity_report(model))
     loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
     print(f"Test loss {loss:.4f}, test accuracy {accuracy:.4f}")

@@ -16,6 +16,7 @@ from keras_anneal import masking
 from keras_anneal import schedules
 from keras_anneal import search
 from keras_anneal.callbacks import AnnealedPruning
+from keras_anneal.callbacks import DropoutScaling
 from keras_anneal.callbacks import GeneticPruning
 from keras_anneal.callbacks import SimulatedAnnealingPruning
 from keras_anneal.datasets import load_mnist
@@ -35,6 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnnealedPruning",
+    "DropoutScaling",
     "GeneticPruning",
     "LayerSparsity",
     "Regrowth",

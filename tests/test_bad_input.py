@@ -93,6 +93,8 @@ CASES = [
     ("criterion-sparsity", lambda m: criteria.Magnitude().masks([np.ones(3)], [np.ones(3)], 1.0), ValueError, "sparsity", "sparsity=1.0"),
     ("register-class", lambda m: keras_anneal.register_prunable_layer(NotALayer, ["kernel"]), TypeError, "cls", "NotALayer"),
     ("register-weights", lambda m: keras_anneal.register_prunable_layer(L.Dense, "kernel"), TypeError, "weights", "weights='kernel'"),
+    ("dropout-scaling-pairs", lambda m: keras_anneal.DropoutScaling(pairs=["dropout"]), TypeError, "pairs", "pairs=['dropout']"),
+    ("dropout-scaling-frequency", lambda m: keras_anneal.DropoutScaling(frequency=-1), ValueError, "frequency", "frequency=-1"),
     ("search-iterations", lambda m: keras_anneal.search.SimulatedAnnealing(iterations=0), ValueError, "iterations", "iterations=0"),
     ("search-uncompiled", lambda m: keras_anneal.search.simulated_annealing(m, np.ones((4, 6)), np.ones((4, 2)), verbose=0), ValueError, "model", "compile"),
     ("search-layers", lambda m: (m.compile(loss="mse"), keras_anneal.search.simulated_annealing(m, np.ones((4, 6)), np.ones((4, 2)), layers=["nope"], verbose=0)), ValueError, "layers", "'nope'"),
