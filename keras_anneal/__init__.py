@@ -16,7 +16,7 @@ from keras_anneal import masking
 from keras_anneal import schedules
 from keras_anneal import search
 from keras_anneal.callbacks import AnnealedPruning
-from keras_anneal.callbacks import DropoutScaling
+from keras_anneal.dropout_scaling import DropoutScaling
 from keras_anneal.callbacks import GeneticPruning
 from keras_anneal.callbacks import SimulatedAnnealingPruning
 from keras_anneal.datasets import load_mnist
