@@ -26,9 +26,15 @@ def summarize(results):
     for variant, runs in by_variant.items():
         accuracies = [run["final_test_accuracy"] for run in runs]
         epoch_time = statistics.median(e["seconds"] for run in runs for e in run["epochs"])
+        # Train accuracy evaluated in inference mode after the run (older
+        # runs recorded only the running mean of the last epoch: None).
+        train = [run.get("final_train_accuracy") for run in runs]
+        train_mean = statistics.mean(train) if all(t is not None for t in train) else None
         rows.append({
             "variant": variant,
             "seeds": len(runs),
+            "train_accuracy_mean": train_mean,
+            "gap": train_mean - statistics.mean(accuracies) if train_mean is not None else None,
             "test_accuracy_mean": statistics.mean(accuracies),
             "test_accuracy_std": statistics.stdev(accuracies) if len(runs) > 1 else 0.0,
             "sparsity": statistics.mean(run["final_sparsity"]["sparsity"] for run in runs),
@@ -38,17 +44,20 @@ def summarize(results):
     return rows
 
 
-def markdown(rows):
+def markdown(rows, scored_on="test"):
     lines = [
-        "| variant | seeds | test accuracy (%) | dense sparsity | median epoch (s) | × Dropout |",
-        "|---|---:|---:|---:|---:|---:|",
+        f"| variant | seeds | {scored_on} accuracy (%) | train accuracy (%) | train − {scored_on} (points) "
+        "| dense sparsity | median epoch (s) | × Dropout |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         ratio = f"{row['epoch_time_ratio']:.3f}" if row["epoch_time_ratio"] else "–"
         spread = f" ± {100 * row['test_accuracy_std']:.2f}" if row["seeds"] > 1 else ""
+        train = f"{100 * row['train_accuracy_mean']:.2f}" if row["train_accuracy_mean"] else "–"
+        gap = f"{100 * row['gap']:.2f}" if row["gap"] is not None else "–"
         lines.append(
             f"| {row['variant']} | {row['seeds']} | {100 * row['test_accuracy_mean']:.2f}{spread} "
-            f"| {row['sparsity']:.1%} | {row['median_epoch_seconds']:.1f} | {ratio} |"
+            f"| {train} | {gap} | {row['sparsity']:.1%} | {row['median_epoch_seconds']:.1f} | {ratio} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -87,7 +96,8 @@ def main(argv=None):
         results = json.load(f)
     rows = summarize(results)
     stem = os.path.splitext(args.results)[0]
-    table = markdown(rows)
+    scored_on = "validation" if results["settings"].get("split") == "validation" else "test"
+    table = markdown(rows, scored_on)
     with open(stem + ".md", "w") as f:
         f.write(table)
     print(table)
