@@ -1,5 +1,6 @@
 """Callbacks that prune a model while it trains."""
 
+import math
 import warnings
 
 import keras
@@ -38,10 +39,11 @@ class AnnealedPruning(keras.callbacks.Callback):
     each layer's under `"sparsity/<layer name>"`, where `History`,
     `CSVLogger` and `TensorBoard` placed after this callback see them.
 
-    Masks are never computed from non-finite weights: if a prunable weight
-    holds NaN or inf at an update (a diverging run), the callback raises a
-    `FloatingPointError` naming the layer, or, with `on_nonfinite="skip"`,
-    skips the update with a warning.
+    Masks are never computed from a diverged run: if a prunable weight holds
+    NaN or inf at an update, or the epoch's loss is not finite at the
+    epoch-end update, the callback raises a `FloatingPointError` naming the
+    weight (or the loss), or, with `on_nonfinite="skip"`, skips the update
+    with a warning.
 
     Args:
         schedule: a `keras_anneal.schedules.PruningSchedule`.
@@ -145,7 +147,18 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._maybe_update(self._epoch_begin_step + batch)
 
     def on_epoch_end(self, epoch, logs=None):
-        self._maybe_update(self._optimizer_step())
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            message = (
+                f"AnnealedPruning: the training loss is {loss} at the end of epoch "
+                f"{epoch + 1}; masks are never computed from a diverged run. Lower the "
+                "learning rate, clip the gradients, or pass on_nonfinite='skip'."
+            )
+            if self.on_nonfinite == "raise":
+                raise FloatingPointError(message)
+            warnings.warn(message + " This update is skipped.", RuntimeWarning, stacklevel=2)
+        else:
+            self._maybe_update(self._optimizer_step())
         if self._masks is None:
             self._gather()
         if logs is not None:

@@ -164,3 +164,18 @@ def test_a_search_refuses_a_nan_baseline_and_leaves_the_masks():
     for layer, old in zip(keras_anneal.masked_layers(model), masks):
         for a, b in zip(old, layer.get_masks()):
             np.testing.assert_array_equal(a, b)
+
+
+def test_a_non_finite_loss_stops_pruning_at_the_epoch_end():
+    model = pruned_mlp()
+    masks = [layer.get_masks() for layer in keras_anneal.masked_layers(model)]
+    pruning = keras_anneal.AnnealedPruning(schedules.ConstantSparsity(0.5), frequency=1000)
+    pruning.set_model(model)
+    pruning.params = {"steps": 1, "epochs": 1}
+    model.compile(optimizer="sgd", loss="mse")
+    pruning.on_train_begin()
+    with pytest.raises(FloatingPointError, match="training loss is nan"):
+        pruning.on_epoch_end(0, {"loss": float("nan")})
+    for layer, old in zip(keras_anneal.masked_layers(model), masks):
+        for a, b in zip(old, layer.get_masks()):
+            np.testing.assert_array_equal(a, b)
