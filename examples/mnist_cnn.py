@@ -8,6 +8,7 @@ and the two Dense layers they guarded are pruned during `fit` instead:
     python examples/mnist_cnn.py --regularizer dropout     # the original
     python examples/mnist_cnn.py --regularizer anneal      # FSA to 90% of the dense weights
     python examples/mnist_cnn.py --regularizer anneal --schedule constant-rate
+    python examples/mnist_cnn.py --regularizer hybrid    # Dropout kept, its rate scaled to the connections left
     python examples/mnist_cnn.py --regularizer none
 
 Add `--data path/to/mnist.npz` to read a local copy instead of downloading.

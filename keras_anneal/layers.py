@@ -259,6 +259,13 @@ class Masked(keras.layers.Wrapper):
         # each other's substitutions.
         self._call_lock = threading.RLock()
 
+    def __call__(self, *args, **kwargs):
+        if not self.built and not (self.layer.built or self.layer.weights):
+            # Let the wrapped layer build itself from all of its inputs
+            # (MultiHeadAttention needs the query's and the value's shapes).
+            self.layer(*args, **kwargs)
+        return super().__call__(*args, **kwargs)
+
     def build(self, input_shape=None):
         self._masked_input_shape = input_shape
         # A subclassed model built from its config holds its weights but may

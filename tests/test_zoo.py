@@ -206,6 +206,16 @@ def test_multi_head_attention_kernels_are_all_masked():
     assert keras_anneal.sparsity_report(pruned).total == 4 * (8 * 2 * 4)
 
 
+def test_masked_accepts_an_unbuilt_multi_head_attention_for_cross_attention():
+    query, value = keras.Input((5, 8)), keras.Input((3, 6))
+    layer = keras_anneal.Masked(L.MultiHeadAttention(2, 4))
+    model = keras.Model([query, value], layer(query, value))
+    assert keras_anneal.sparsity_report(model).total == 8 * 8 + 6 * 8 * 2 + 8 * 8
+    x = [np.ones((2, 5, 8), "float32"), np.ones((2, 3, 6), "float32")]
+    layer.set_masks([np.zeros(w.shape) for w in layer.prunable_weights])
+    np.testing.assert_allclose(predict(model, x), 0.0, atol=1e-6)  # Only biases of zero.
+
+
 def test_custom_layer_without_get_config_is_copied_by_calling_it():
     class Block(L.Layer):  # No get_config, no build: sublayers built by the call.
         def __init__(self):
