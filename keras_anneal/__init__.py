@@ -29,6 +29,7 @@ from keras_anneal.models import masked_layers
 from keras_anneal.models import prune_model
 from keras_anneal.models import sparsity_report
 from keras_anneal.models import strip
+from keras_anneal.one_shot import prune
 from keras_anneal.reversible import Regrowth
 from keras_anneal.reversible import TemporaryRemoval
 
@@ -50,6 +51,7 @@ __all__ = [
     "load_mnist",
     "masked_layers",
     "masking",
+    "prune",
     "prune_model",
     "register_prunable_layer",
     "schedules",

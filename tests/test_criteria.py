@@ -91,3 +91,33 @@ def test_annealed_pruning_takes_a_criterion(criterion):
         kernel = keras.ops.convert_to_numpy(hidden.layer.kernel)
         # Pruned before the first step: the kept weights were the smallest at step 0.
         assert np.abs(kernel[mask == 1]).mean() < np.abs(kernel[mask == 0]).mean()
+
+
+@pytest.mark.parametrize("scope", ["layer", "global"])
+def test_one_shot_prune_sets_exact_counts_and_keeps_pruned_weights(scope):
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(small_mlp())
+    hidden = model.get_layer("masked_hidden")
+    first = np.ones((8, 16))
+    first[0, 0] = 0
+    hidden.set_masks([first])
+    report = keras_anneal.prune(model, "magnitude", sparsity=0.75, scope=scope)
+    sizes = [128, 64]
+    if scope == "layer":
+        assert [row.pruned for row in report.layers] == [96, 48]
+    else:
+        assert report.pruned == math.floor(0.75 * sum(sizes))
+    assert hidden.get_masks()[0][0, 0] == 0
+    kernel = np.abs(keras.ops.convert_to_numpy(hidden.layer.kernel))
+    mask = hidden.get_masks()[0]
+    if scope == "layer":
+        assert kernel[mask == 1].min() >= np.sort(kernel[(mask == 0) & (first == 1)])[-1]
+
+
+def test_one_shot_prune_with_bad_input_changes_nothing():
+    model = keras_anneal.prune_model(small_mlp())
+    with pytest.raises(ValueError, match="`sparsity`.*sparsity=1.5"):
+        keras_anneal.prune(model, sparsity=1.5)
+    with pytest.raises(ValueError, match="no `keras_anneal.Masked` layer"):
+        keras_anneal.prune(small_mlp(), sparsity=0.5)
+    assert keras_anneal.sparsity_report(model).pruned == 0
