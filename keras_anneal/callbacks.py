@@ -96,6 +96,12 @@ class AnnealedPruning(keras.callbacks.Callback):
         self.frequency = _validation.check_step("frequency", frequency, positive=True)
         self.scope = _validation.check_choice("scope", scope, ("layer", "global"))
         self.criterion = criteria.get(criterion)
+        if self.criterion.needs_data:
+            raise ValueError(
+                "Argument `criterion` must work from the weights alone during training; "
+                f"use it with `keras_anneal.prune(..., data=...)` after training. "
+                f"Received: criterion={self.criterion!r}"
+            )
         self.temporary = _check_instance("temporary", temporary, reversible.TemporaryRemoval)
         self.regrowth = _check_instance("regrowth", regrowth, reversible.Regrowth)
         if self.regrowth is not None and self.scope != "layer":

@@ -10,7 +10,7 @@ from keras_anneal.models import masked_layers
 from keras_anneal.models import sparsity_report
 
 
-def prune(model, criterion="magnitude", sparsity=0.5, scope="layer"):
+def prune(model, criterion="magnitude", sparsity=0.5, scope="layer", data=None, batch_size=256):
     """Prunes a model's `Masked` layers in one shot, after training.
 
     Keeps, in each prunable weight tensor (`scope="layer"`) or across all of
@@ -25,6 +25,10 @@ def prune(model, criterion="magnitude", sparsity=0.5, scope="layer"):
             (`"magnitude"`, `"random"`, `"largest"`). Defaults to `"magnitude"`.
         sparsity: target sparsity in [0, 1). Defaults to 0.5.
         scope: `"layer"` or `"global"`. Defaults to `"layer"`.
+        data: calibration inputs (a validation split, not the test set), for
+            criteria that need them (`LayerwiseOBS`). Defaults to `None`.
+        batch_size: batch size for computing the layers' inputs on `data`.
+            Defaults to 256.
 
     Returns:
         The `SparsityReport` of the pruned model.
@@ -32,7 +36,8 @@ def prune(model, criterion="magnitude", sparsity=0.5, scope="layer"):
     Raises:
         TypeError: if `model` is not a Keras model.
         ValueError: on a bad `criterion`, `sparsity` or `scope`, a model with
-            no `Masked` layer, or non-finite weights.
+            no `Masked` layer, non-finite weights, missing `data` for a
+            criterion that needs it, or a layer it cannot handle.
 
     Example:
 
@@ -51,9 +56,60 @@ def prune(model, criterion="magnitude", sparsity=0.5, scope="layer"):
             f"layers first: `keras_anneal.prune_model(model)`. Received: model '{model.name}'"
         )
     sync_backend_state(model)
+    if criterion.needs_data:
+        _prune_with_data(model, layers, criterion, sparsity, scope, data, batch_size)
+        return sparsity_report(model)
     weights = [ops.convert_to_numpy(w) for layer in layers for w in layer.prunable_weights]
     masks = [mask for layer in layers for mask in layer.get_masks()]
     new_masks = iter(criterion.masks(weights, masks, sparsity, scope))
     for layer, chosen in [(layer, [next(new_masks) for _ in layer.masks]) for layer in layers]:
         layer.set_masks(chosen)
     return sparsity_report(model)
+
+
+def _prune_with_data(model, layers, criterion, sparsity, scope, data, batch_size):
+    """Prunes each Dense layer from its inputs on `data`; all checked, then all set."""
+    if data is None:
+        raise ValueError(
+            f"Argument `data` is required by criterion {criterion!r}: calibration inputs "
+            "(a validation split) to compute each layer's inputs. Received: data=None"
+        )
+    if scope != "layer":
+        raise ValueError(
+            f"Argument `scope` must be 'layer' for criterion {criterion!r}, which prunes "
+            f"layer by layer. Received: scope={scope!r}"
+        )
+    unsupported = [
+        f"{layer.name} ({type(layer.layer).__name__})"
+        for layer in layers
+        if not isinstance(layer.layer, keras.layers.Dense)
+    ]
+    if unsupported:
+        raise ValueError(
+            f"Criterion {criterion!r} prunes Dense layers only. Received `Masked` layers "
+            f"of other kinds: {unsupported}. Wrap only the Dense layers: "
+            "`prune_model(model, layers=[keras.layers.Dense])`."
+        )
+    try:
+        extractor = keras.Model(model.inputs, [layer.input for layer in layers])
+    except Exception as error:
+        raise ValueError(
+            f"Argument `model` must be a Sequential or Functional model for criterion "
+            f"{criterion!r}, which reads each layer's inputs. Received: model '{model.name}' "
+            f"of class {type(model).__name__}"
+        ) from error
+    inputs = extractor.predict(data, batch_size=batch_size, verbose=0)
+    if len(layers) == 1:
+        inputs = [inputs]
+    results = []
+    for layer, layer_inputs in zip(layers, inputs):
+        dense = layer.layer
+        kernel = ops.convert_to_numpy(dense.kernel)
+        bias = ops.convert_to_numpy(dense.bias) if dense.use_bias else None
+        criteria._check_finite([kernel, layer_inputs])
+        results.append(criterion.prune_layer(kernel, bias, layer.get_masks()[0], layer_inputs, sparsity))
+    for layer, (mask, kernel, bias) in zip(layers, results):
+        layer.layer.kernel.assign(kernel)
+        if bias is not None:
+            layer.layer.bias.assign(bias)
+        layer.set_masks([mask])

@@ -1,0 +1,87 @@
+import math
+
+import keras
+import numpy as np
+import pytest
+
+import keras_anneal
+from keras_anneal import brain_surgeon
+from keras_anneal.criteria import LayerwiseOBS
+
+
+def layer_data(seed=0, n=256, d=12, k=5):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d)) @ rng.normal(size=(d, d))  # Correlated inputs.
+    return x.astype("float32"), rng.normal(size=(d, k)).astype("float32"), rng.normal(size=k).astype("float32")
+
+
+@pytest.mark.parametrize("sparsity", [0.3, 0.5, 0.8])
+@pytest.mark.parametrize("refresh", [1, 7, 2000])
+def test_obs_prunes_exactly_and_compensation_beats_plain_removal(sparsity, refresh):
+    x, w, b = layer_data()
+    mask, new_w, new_b = brain_surgeon.prune_dense(
+        w, b, np.ones_like(w), x, sparsity, refresh=refresh)
+    assert mask.size - mask.sum() == math.floor(sparsity * mask.size)
+    assert np.all(new_w[mask == 0] == 0)
+    compensated = brain_surgeon.reconstruction_error(x, w, b, new_w, new_b)
+    plain = brain_surgeon.reconstruction_error(x, w, b, w * mask, b)  # Same weights removed.
+    assert compensated < plain
+
+
+def test_already_pruned_weights_stay_pruned():
+    x, w, b = layer_data(2)
+    start = np.ones_like(w)
+    start[0, :] = 0
+    mask, new_w, _ = brain_surgeon.prune_dense(w, b, start, x, 0.5)
+    assert np.all(mask[0] == 0) and np.all(new_w[0] == 0)
+    assert mask.size - mask.sum() == 30
+
+
+def mlp():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((12,)), keras.layers.Dense(8, activation="relu", name="hidden"),
+        keras.layers.Dense(3, name="out")])
+
+
+def test_prune_with_obs_writes_weights_that_strip_and_save_carry(tmp_path):
+    x, _, _ = layer_data(3, d=12)
+    model = keras_anneal.prune_model(mlp())
+    report = keras_anneal.prune(model, LayerwiseOBS(), sparsity=0.5, data=x)
+    assert [row.pruned for row in report.layers] == [48, 12]
+    masked = keras.ops.convert_to_numpy(model(x))
+    stripped = keras.ops.convert_to_numpy(keras_anneal.strip(model)(x))
+    np.testing.assert_allclose(stripped, masked, rtol=1e-5, atol=1e-5)
+    model.save(tmp_path / "obs.keras")
+    loaded = keras.saving.load_model(tmp_path / "obs.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), masked, rtol=1e-6, atol=1e-6)
+
+
+def test_obs_keeps_the_output_closer_than_magnitude():
+    x, _, _ = layer_data(4, d=12)
+    dense = keras.ops.convert_to_numpy(mlp()(x))
+    errors = {}
+    for name, criterion in (("magnitude", "magnitude"), ("obs", LayerwiseOBS())):
+        model = keras_anneal.prune_model(mlp())
+        keras_anneal.prune(model, criterion, sparsity=0.7, data=x)
+        errors[name] = float(np.mean((keras.ops.convert_to_numpy(model(x)) - dense) ** 2))
+    assert errors["obs"] < errors["magnitude"]
+
+
+def test_obs_bad_input_leaves_the_model_alone():
+    model = keras_anneal.prune_model(mlp())
+    before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
+    with pytest.raises(ValueError, match="`data` is required.*data=None"):
+        keras_anneal.prune(model, "obs", sparsity=0.5)
+    with pytest.raises(ValueError, match="`scope` must be 'layer'.*scope='global'"):
+        keras_anneal.prune(model, "obs", sparsity=0.5, scope="global", data=np.ones((4, 12)))
+    with pytest.raises(ValueError, match="`sparsity`.*sparsity=1.0"):
+        keras_anneal.prune(model, "obs", sparsity=1.0, data=np.ones((4, 12)))
+    conv = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(), keras.layers.Dense(2)]))
+    with pytest.raises(ValueError, match="Dense layers only.*Conv2D"):
+        keras_anneal.prune(conv, "obs", sparsity=0.5, data=np.ones((4, 6, 6, 1)))
+    with pytest.raises(ValueError, match="work from the weights alone"):
+        keras_anneal.AnnealedPruning(keras_anneal.schedules.FSA(0.5), criterion="obs")
+    for old, new in zip(before, model.weights):
+        np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(new))
