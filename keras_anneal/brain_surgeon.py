@@ -11,9 +11,9 @@ Weights are chosen in rounds of `refresh` (seed 003 used 2,000): each round
 removes the kept weights of smallest `L` and moves the weights by their OBS
 steps, so that the next round ranks compensated weights. The steps use the
 full `H^-1`, which ignores the constraint that earlier removals stay at zero,
-so they only guide the choice: the weights written are each unit's exact
-least-squares reconstruction of its original output from its kept inputs,
-`w_K = H_KK^-1 H_K: w_0`, the point OBS steps toward (Frantar & Alistarh
+so they only guide the choice: the weights written are each unit's
+least-squares reconstruction of its original output from its kept inputs
+(ridge-damped by `damping`), `w_K = H_KK^-1 H_K: w_0`, the point OBS steps toward (Frantar & Alistarh
 2022 compute it row by row). Plain removal of the same weights is a feasible
 point of that problem, so the reconstruction error is never worse than it.
 
@@ -58,7 +58,7 @@ def prune_dense(kernel, bias, mask, inputs, sparsity, damping=1e-3, refresh=2000
         h = h[:d, :d]
     h_inv = np.linalg.inv(h)
     diag = np.diag(h_inv)[:d]
-    mask = np.asarray(mask, dtype=bool)
+    mask = np.array(mask, dtype=bool)  # A copy: the caller's mask is left alone.
     original = np.concatenate(
         [kernel * mask, bias[None, :]] if has_bias else [kernel * mask], axis=0
     ).astype(np.float64)

@@ -40,8 +40,8 @@ class AnnealedPruning(keras.callbacks.Callback):
     `CSVLogger` and `TensorBoard` placed after this callback see them.
 
     Masks are never computed from a diverged run: if a prunable weight holds
-    NaN or inf at an update, or the epoch's loss is not finite at the
-    epoch-end update, the callback raises a `FloatingPointError` naming the
+    NaN or inf at an update, or the loss is not finite at an epoch's end
+    (checked at every epoch end), the callback raises a `FloatingPointError` naming the
     weight (or the loss), or, with `on_nonfinite="skip"`, skips the update
     with a warning.
 
@@ -161,6 +161,7 @@ class AnnealedPruning(keras.callbacks.Callback):
                 "learning rate, clip the gradients, or pass on_nonfinite='skip'."
             )
             if self.on_nonfinite == "raise":
+                self.on_train_end()  # Leave the model on its permanent masks.
                 raise FloatingPointError(message)
             warnings.warn(message + " This update is skipped.", RuntimeWarning, stacklevel=2)
         else:
@@ -214,20 +215,23 @@ class AnnealedPruning(keras.callbacks.Callback):
         permanent = self._permanent
         if prune:
             permanent = self.criterion.masks(weights, permanent, target, self.scope, step=due)
+        regrown = []
         if regrow:
             permanent, regrown = self.regrowth.masks(
                 weights, permanent, self.criterion, due, self._final_step, self._total_steps
             )
-            for variable, value, grown in zip(self._weights, weights, regrown):
-                if grown.any():
-                    variable.assign(np.where(grown, 0, value).astype(value.dtype))
-        self._permanent = permanent
         written = permanent
         if noisy:
             written = self.temporary.masks(weights, permanent, due, self._total_steps)
-            self._temporary_in_masks = self.temporary.active(due, self._total_steps)
+        # Everything is computed: now write weights and masks together.
+        for variable, value, grown in zip(self._weights, weights, regrown):
+            if grown.any():
+                variable.assign(np.where(grown, 0, value).astype(value.dtype))
         for variable, value in zip(self._masks, written):
             variable.assign(value)
+        self._permanent = permanent
+        if noisy:
+            self._temporary_in_masks = self.temporary.active(due, self._total_steps)
         self._record(permanent)
 
     def _weights_are_finite(self, weights, step):
@@ -241,6 +245,7 @@ class AnnealedPruning(keras.callbacks.Callback):
                     "gradients, or pass on_nonfinite='skip' to skip such updates."
                 )
                 if self.on_nonfinite == "raise":
+                    self.on_train_end()  # Leave the model on its permanent masks.
                     raise FloatingPointError(message)
                 warnings.warn(message + " This update is skipped.", RuntimeWarning, stacklevel=2)
                 return False

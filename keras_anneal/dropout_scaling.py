@@ -36,8 +36,8 @@ class DropoutScaling(keras.callbacks.Callback):
     >>> model = keras_anneal.prune_model(keras.Sequential([keras.Input((8,)),
     ...     keras.layers.Dropout(0.5), keras.layers.Dense(4)]))
     >>> model.compile(optimizer="sgd", loss="mse")
-    >>> x, y = np.random.rand(32, 8), np.random.rand(32, 4)
-    >>> _ = model.fit(x, y, epochs=1, verbose=0, callbacks=[
+    >>> x, y = np.random.rand(64, 8), np.random.rand(64, 4)
+    >>> _ = model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[
     ...     keras_anneal.AnnealedPruning(keras_anneal.schedules.ConstantSparsity(0.75), frequency=1),
     ...     DropoutScaling(frequency=1)])
     >>> round(model.layers[0].rate, 2)  # 0.5 * sqrt(0.25)
@@ -77,14 +77,32 @@ class DropoutScaling(keras.callbacks.Callback):
                     f"Received: pairs={self.pairs!r}"
                 )
             pairs = [(by_name[d], by_name[m]) for d, m in self.pairs.items()]
+            wrong = [
+                f"{d.name}: {m.name}" for d, m in pairs
+                if not isinstance(d, keras.layers.Dropout) or not isinstance(m, Masked)
+            ]
+            if wrong:
+                raise ValueError(
+                    "Argument `pairs` must map Dropout layers to `Masked` layers. "
+                    f"Received: {wrong} in pairs={self.pairs!r}"
+                )
         self._pairs = pairs
         for dropout, _ in pairs:
             self._base_rates.setdefault(id(dropout), dropout.rate)
+        self._last_check = None
+        self._epoch_begin_step = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        # Read at epoch boundaries only: mid-epoch, the JAX trainer holds the
+        # optimizer's variables outside them.
+        self._epoch_begin_step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def on_train_batch_begin(self, batch, logs=None):
-        step = int(ops.convert_to_numpy(self.model.optimizer.iterations))
-        if step % self.frequency or not self._pairs:
+        step = self._epoch_begin_step + batch
+        due = step - step % self.frequency
+        if due == self._last_check or not self._pairs:
             return
+        self._last_check = due
         sync_backend_state(self.model)
         changed = False
         for dropout, masked in self._pairs:

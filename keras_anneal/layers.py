@@ -5,6 +5,7 @@ reports) reads and writes masks through this layer and nothing else.
 """
 
 import contextlib
+import inspect
 import threading
 
 import keras
@@ -68,7 +69,9 @@ def register_prunable_layer(cls, weights):
             "Argument `cls` must be a subclass of `keras.layers.Layer`. "
             f"Received: cls={cls!r}"
         )
-    if isinstance(weights, str) or not all(isinstance(w, str) for w in weights) or not weights:
+    if not isinstance(weights, (list, tuple)) or not weights or not all(
+        isinstance(w, str) for w in weights
+    ):
         raise TypeError(
             "Argument `weights` must be a non-empty list of attribute names (str). "
             f"Received: weights={weights!r}"
@@ -260,6 +263,10 @@ class Masked(keras.layers.Wrapper):
         self._call_lock = threading.RLock()
 
     def __call__(self, *args, **kwargs):
+        if not args:  # Called with keywords only, e.g. `mha(query=q, value=v)`.
+            first = next(iter(inspect.signature(self.layer.call).parameters), None)
+            if first in kwargs:
+                args = (kwargs.pop(first),)
         if not self.built and not (self.layer.built or self.layer.weights):
             # Let the wrapped layer build itself from all of its inputs
             # (MultiHeadAttention needs the query's and the value's shapes).

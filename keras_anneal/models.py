@@ -185,6 +185,11 @@ def _layer_selector(model, layers):
             "Argument `layers` must be a list of layer names (str) or layer classes. "
             f"Received: layers={layers!r} of type {type(layers).__name__}"
         )
+    if not layers:
+        raise ValueError(
+            "Argument `layers` must select at least one layer, or be None for all. "
+            f"Received: layers={layers!r}"
+        )
     names, classes = set(), []
     for item in layers:
         if isinstance(item, str):
@@ -277,6 +282,7 @@ def prune_model(model, layers=None, inplace=False):
             f"layers {[type(layer).__name__ for layer in _all_layers(model)]}"
         )
     skipped = {}
+    wrapped = set()
 
     def clone(layer):
         if not isinstance(layer, keras.layers.Layer):
@@ -289,6 +295,8 @@ def prune_model(model, layers=None, inplace=False):
             )
             if unmasked:
                 skipped[layer.name] = unmasked
+        if wrap:
+            wrapped.add(layer.name)
         return Masked(copy) if wrap else copy
 
     if _is_graph_model(model):
@@ -303,6 +311,17 @@ def prune_model(model, layers=None, inplace=False):
             pruned.build(input_shape)
         if layers is None and _unprunable_weights(model):
             skipped[model.name] = _unprunable_weights(model)
+    if layers is not None:
+        wanted = {item for item in ([layers] if isinstance(layers, (str, type)) else layers)
+                  if isinstance(item, str)}
+        unreached = sorted(wanted - wrapped)
+        if unreached or not wrapped:
+            raise ValueError(
+                "Argument `layers` selects layers that prune_model cannot wrap on their "
+                f"own: {unreached or layers!r} (a nested model, or a layer inside a custom "
+                "layer). Select the enclosing layer, or the nested model's own layers, "
+                f"instead. Received: layers={layers!r}"
+            )
     if skipped:
         listed = "; ".join(f"'{name}': {paths}" for name, paths in skipped.items())
         warnings.warn(

@@ -1,6 +1,7 @@
 """`prune`: set the masks of a trained model in one shot, with any criterion."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_anneal import _validation
@@ -94,9 +95,10 @@ def _prune_with_data(model, layers, criterion, sparsity, scope, data, batch_size
         extractor = keras.Model(model.inputs, [layer.input for layer in layers])
     except Exception as error:
         raise ValueError(
-            f"Argument `model` must be a Sequential or Functional model for criterion "
-            f"{criterion!r}, which reads each layer's inputs. Received: model '{model.name}' "
-            f"of class {type(model).__name__}"
+            f"Argument `model` must be a Sequential or Functional model whose `Masked` "
+            f"layers are each called once, for criterion {criterion!r}, which reads each "
+            f"layer's inputs. Received: model '{model.name}' of class "
+            f"{type(model).__name__} ({error})"
         ) from error
     inputs = extractor.predict(data, batch_size=batch_size, verbose=0)
     if len(layers) == 1:
@@ -106,7 +108,12 @@ def _prune_with_data(model, layers, criterion, sparsity, scope, data, batch_size
         dense = layer.layer
         kernel = ops.convert_to_numpy(dense.kernel)
         bias = ops.convert_to_numpy(dense.bias) if dense.use_bias else None
-        criteria._check_finite([kernel, layer_inputs])
+        if not np.all(np.isfinite(layer_inputs)):
+            raise ValueError(
+                f"Argument `data` gives non-finite inputs (NaN or inf) to layer "
+                f"'{layer.name}'. Received: data with non-finite values"
+            )
+        criteria._check_finite([kernel])
         results.append(criterion.prune_layer(kernel, bias, layer.get_masks()[0], layer_inputs, sparsity))
     for layer, (mask, kernel, bias) in zip(layers, results):
         layer.layer.kernel.assign(kernel)

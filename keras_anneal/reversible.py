@@ -40,8 +40,10 @@ class TemporaryRemoval:
     Args:
         fraction: fraction of the kept weights removed at each update, in (0, 1).
             Defaults to 0.1.
-        duration: optimizer steps a removed weight stays out, > 0.
-            Defaults to 50.
+        duration: optimizer steps a removed weight stays out, > 0; it
+            returns at the first mask update at or after that, so with
+            `AnnealedPruning(frequency=f)` the time out is `duration`
+            rounded up to a multiple of `f`. Defaults to 50.
         criterion: which kept weights go: a `PruningCriterion` or its name.
             Defaults to `"random"`.
         end_fraction: no new removal after this fraction of the training

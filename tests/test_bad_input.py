@@ -40,6 +40,12 @@ def dense_model():
     return keras.Sequential([keras.Input((3,)), L.Dropout(0.1)])
 
 
+def nested_model():
+    inner = keras.Sequential([keras.Input((6,)), L.Dense(4)], name="inner")
+    inputs = keras.Input((6,))
+    return keras.Model(inputs, L.Dense(2)(inner(inputs)))
+
+
 def unbuilt():
     return keras.Sequential([L.Dense(2)])
 
@@ -63,6 +69,9 @@ CASES = [
     ("prune-layers-type", lambda m: keras_anneal.prune_model(m, layers=[3]), TypeError, "layers", "3 of type int"),
     ("prune-layers-container", lambda m: keras_anneal.prune_model(m, layers=3.5), TypeError, "layers", "layers=3.5"),
     ("prune-layers-class", lambda m: keras_anneal.prune_model(m, layers=[L.Conv2D]), ValueError, "layers", "['Conv2D']"),
+    ("prune-layers-empty", lambda m: keras_anneal.prune_model(m, layers=[]), ValueError, "layers", "layers=[]"),
+    ("prune-layers-unreachable", lambda m: keras_anneal.prune_model(nested_model(), layers=["inner"]), ValueError, "layers", "['inner']"),
+    ("dropout-scaling-pairs-kinds", lambda m: fit_with(m, keras_anneal.DropoutScaling(pairs={"masked_hidden": "masked_out"})), ValueError, "pairs", "masked_hidden: masked_out"),
     ("prune-inplace", lambda m: keras_anneal.prune_model(m, inplace="yes"), TypeError, "inplace", "inplace='yes'"),
     ("strip-type", lambda m: keras_anneal.strip(42), TypeError, "model", "model=42"),
     ("strip-inplace", lambda m: keras_anneal.strip(m, inplace=1), TypeError, "inplace", "inplace=1"),

@@ -297,3 +297,22 @@ def test_two_threads_calling_one_model_leave_its_variables_in_place():
     assert errors == []
     for layer in keras_anneal.masked_layers(model):
         assert vars(layer.layer)["_kernel"] is layer.prunable_weights[0]
+
+
+def test_layers_called_with_keywords_only_are_wrapped():
+    query = keras.Input((5, 8))
+    model = keras.Model(query, L.MultiHeadAttention(2, 4)(query=query, value=query))
+    pruned = keras_anneal.prune_model(model)
+    x = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
+    np.testing.assert_allclose(predict(pruned, x), predict(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_dropout_scaling_follows_the_kept_fraction_over_several_steps():
+    model = keras_anneal.prune_model(keras.Sequential(
+        [keras.Input((8,)), L.Dropout(0.5), L.Dense(4)]))
+    model.compile(optimizer="sgd", loss="mse")
+    x, y = np.ones((64, 8), "float32"), np.ones((64, 4), "float32")
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[
+        keras_anneal.AnnealedPruning(keras_anneal.schedules.FSA(0.75, end_fraction=0.5), frequency=2),
+        keras_anneal.DropoutScaling(frequency=2)])
+    assert model.layers[0].rate == pytest.approx(0.25, abs=0.01)
