@@ -13,7 +13,7 @@ from keras_anneal import masking
 from keras_anneal import reversible
 from keras_anneal import schedules as schedules_module
 from keras_anneal import search
-from keras_anneal._backend import sync_backend_state as _sync_backend_state
+from keras_anneal._backend import sync_backend_state
 from keras_anneal.models import masked_layers
 
 
@@ -175,7 +175,7 @@ class AnnealedPruning(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self._temporary_in_masks:  # Training ends on the permanent masks.
-            _sync_backend_state(self.model)
+            sync_backend_state(self.model)
             for variable, value in zip(self._masks, self._permanent):
                 variable.assign(value)
             self._temporary_in_masks = False
@@ -208,7 +208,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         )
         if not (prune or regrow or noisy):
             return  # Nothing to change: skip reading the weights.
-        _sync_backend_state(self.model)
+        sync_backend_state(self.model)
         weights = [ops.convert_to_numpy(weight) for weight in self._weights]
         if not self._weights_are_finite(weights, due):
             return
@@ -253,12 +253,11 @@ class AnnealedPruning(keras.callbacks.Callback):
 
     def _gather(self):
         """Collects the mask and weight variables, and the current counts."""
-        _sync_backend_state(self.model)
+        sync_backend_state(self.model)
         self._masks = [mask for layer in self._layers for mask in layer.masks]
         self._weights = [w for layer in self._layers for w in layer.prunable_weights]
         self._names = [
-            f"{layer.name}/{w.path.split('/')[-1]}" if hasattr(w, "path") else layer.name
-            for layer in self._layers for w in layer.prunable_weights
+            f"{layer.name}/{w.name}" for layer in self._layers for w in layer.prunable_weights
         ]
         self._owners = [layer.name for layer in self._layers for _ in layer.masks]
         self._permanent = [ops.convert_to_numpy(mask) for mask in self._masks]
@@ -273,10 +272,10 @@ class AnnealedPruning(keras.callbacks.Callback):
         per_layer = {}
         for owner, mask in zip(self._owners, masks):
             per_layer.setdefault(owner, []).append(mask)
-        self.layer_sparsity = {
-            owner: masking.count_pruned(group)[0] / masking.count_pruned(group)[1]
-            for owner, group in per_layer.items()
-        }
+        self.layer_sparsity = {}
+        for owner, group in per_layer.items():
+            pruned, total = masking.count_pruned(group)
+            self.layer_sparsity[owner] = pruned / total
 
 
 def _check_instance(name, value, cls):
@@ -298,7 +297,7 @@ class _SearchAtTrainEnd(keras.callbacks.Callback):
         self.result = None
 
     def on_train_end(self, logs=None):
-        _sync_backend_state(self.model)
+        sync_backend_state(self.model)
         self.result = self.search.run(self.model, self.x, self.y, self.sample_weight)
 
 

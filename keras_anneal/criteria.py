@@ -17,9 +17,10 @@ import keras
 
 from keras_anneal import _validation
 from keras_anneal import masking
+from keras_anneal._config import ConfigMixin
 
 
-class PruningCriterion:
+class PruningCriterion(ConfigMixin):
     """Base class of the pruning criteria: override `scores`.
 
     Example:
@@ -64,14 +65,6 @@ class PruningCriterion:
 
     def get_config(self):
         return {}
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
 
     def __eq__(self, other):
         return type(self) is type(other) and self.get_config() == other.get_config()

@@ -170,14 +170,15 @@ def _unprunable_weights(layer):
 
 
 def _is_bias_holder(layer, weights):
-    """Biases and LoRA-free extras of registered layers are not pruned by design."""
+    """Whether `weights` are only the biases of a prunable layer (never pruned)."""
     return is_prunable(layer) and all("bias" in w.name for w in weights)
 
 
 def _layer_selector(model, layers):
-    """Validates `layers` and returns a predicate: should this layer be wrapped?"""
+    """Validates `layers`; returns a predicate (should this layer be wrapped?)
+    and the layer names it selects by name."""
     if layers is None:
-        return is_prunable
+        return is_prunable, set()
     if isinstance(layers, (str, type)):
         layers = [layers]
     if not isinstance(layers, (list, tuple)):
@@ -226,7 +227,7 @@ def _layer_selector(model, layers):
     def selected(layer):
         return layer.name in names or isinstance(layer, classes)
 
-    return selected
+    return selected, names
 
 
 def prune_model(model, layers=None, inplace=False):
@@ -275,7 +276,7 @@ def prune_model(model, layers=None, inplace=False):
     """
     _check_model(model, "prune_model")
     inplace = _check_bool("inplace", inplace)
-    selected = _layer_selector(model, layers)
+    selected, names = _layer_selector(model, layers)
     if not any(is_prunable(layer) for layer in _all_layers(model)) and not is_prunable(model):
         raise ValueError(
             f"Argument `model` holds no prunable weight. Received: model '{model.name}' with "
@@ -290,9 +291,7 @@ def prune_model(model, layers=None, inplace=False):
         wrap = not isinstance(layer, Masked) and selected(layer) and is_prunable(layer)
         copy = layer if inplace else _copy_layer(layer)
         if layers is None and not isinstance(layer, Masked):
-            unmasked = _unprunable_weights(layer) if wrap else (
-                [] if is_prunable(layer) else _unprunable_weights(layer)
-            )
+            unmasked = _unprunable_weights(layer)
             if unmasked:
                 skipped[layer.name] = unmasked
         if wrap:
@@ -309,12 +308,11 @@ def prune_model(model, layers=None, inplace=False):
         input_shape = (inner.get_build_config() or {}).get("input_shape")
         if input_shape is not None:
             pruned.build(input_shape)
-        if layers is None and _unprunable_weights(model):
-            skipped[model.name] = _unprunable_weights(model)
+        unmasked = _unprunable_weights(model) if layers is None else []
+        if unmasked:
+            skipped[model.name] = unmasked
     if layers is not None:
-        wanted = {item for item in ([layers] if isinstance(layers, (str, type)) else layers)
-                  if isinstance(item, str)}
-        unreached = sorted(wanted - wrapped)
+        unreached = sorted(names - wrapped)
         if unreached or not wrapped:
             raise ValueError(
                 "Argument `layers` selects layers that prune_model cannot wrap on their "

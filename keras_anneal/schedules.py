@@ -21,11 +21,12 @@ the same here. Before `begin_step` every schedule returns 0.
 import keras
 
 from keras_anneal import _validation
+from keras_anneal._config import ConfigMixin
 
 _PACKAGE = "keras_anneal"
 
 
-class PruningSchedule:
+class PruningSchedule(ConfigMixin):
     """Base class of pruning schedules: optimizer step -> target sparsity.
 
     Subclasses implement `__call__(step, total_steps=None)` and `get_config()`
@@ -56,13 +57,6 @@ class PruningSchedule:
             f"{type(self).__name__} must implement `get_config()`."
         )
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config)
-
-    def __repr__(self):
-        arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({arguments})"
 
 
 class _AnnealingPlan(PruningSchedule):
