@@ -10,12 +10,14 @@ the network sheds its least useful connections while it trains:
     plain = keras_anneal.strip(model)
 """
 
+from keras_anneal import allocation
 from keras_anneal import callbacks
 from keras_anneal import criteria
 from keras_anneal import masking
 from keras_anneal import schedules
 from keras_anneal import search
 from keras_anneal.callbacks import AnnealedPruning
+from keras_anneal.callbacks import BudgetStop
 from keras_anneal.dropout_scaling import DropoutScaling
 from keras_anneal.callbacks import GeneticPruning
 from keras_anneal.callbacks import SimulatedAnnealingPruning
@@ -37,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnnealedPruning",
+    "BudgetStop",
     "DropoutScaling",
     "GeneticPruning",
     "LayerSparsity",
@@ -46,6 +49,7 @@ __all__ = [
     "SUPPORTED_LAYERS",
     "SimulatedAnnealingPruning",
     "SparsityReport",
+    "allocation",
     "callbacks",
     "criteria",
     "load_mnist",

@@ -5,6 +5,7 @@ value, naming the argument and the value received, in the Keras style:
 "Argument `final_sparsity` must be in [0, 1). Received: final_sparsity=1.2".
 """
 
+import math
 import numbers
 
 
@@ -62,6 +63,18 @@ def check_step(name, value, *, positive=False):
             f"Received: {name}={value!r}"
         )
     return int(value)
+
+
+def check_real(name, value):
+    """A finite real number."""
+    if not _is_real(value):
+        raise TypeError(
+            f"Argument `{name}` must be a float. "
+            f"Received: {name}={value!r} of type {type(value).__name__}"
+        )
+    if not math.isfinite(value):
+        raise ValueError(f"Argument `{name}` must be finite. Received: {name}={value!r}")
+    return float(value)
 
 
 def check_non_negative(name, value):

@@ -1,5 +1,6 @@
 """Callbacks that prune a model while it trains."""
 
+import dataclasses
 import math
 import warnings
 
@@ -8,6 +9,7 @@ import numpy as np
 from keras import ops
 
 from keras_anneal import _validation
+from keras_anneal import allocation as allocation_module
 from keras_anneal import criteria
 from keras_anneal import masking
 from keras_anneal import reversible
@@ -21,13 +23,23 @@ class AnnealedPruning(keras.callbacks.Callback):
     """Prunes `Masked` layers during `fit`, following an annealing schedule.
 
     Before the first step and then every `frequency` optimizer updates, the
-    callback asks the schedule for the target sparsity `s` at the current
-    step and keeps, in each prunable weight tensor (`scope="layer"`) or in all
-    of them together (`scope="global"`, as FSA ranks all variables), the
-    weights of largest criterion score (`|w|` by default), so that exactly
-    `floor(s * n)` of `n` weights are pruned (see `keras_anneal.masking`).
-    Pruning is cumulative: a pruned weight never comes back, unless
-    `temporary` or `regrowth` say otherwise.
+    callback asks the schedule for the overall target sparsity `s` at the
+    current step, so that exactly `floor(s * N)` of the model's `N` prunable
+    weights are pruned; the allocation splits that count among the weight
+    tensors (`keras_anneal.allocation`: uniform, global ranking, ERK, LAMP,
+    or per-layer sparsities), and the criterion (`|w|` by default) chooses
+    which weights go within each. Unless `keep_units_connected=False`, no
+    output unit loses its last incoming connection. Pruning is cumulative: a
+    pruned weight never comes back, unless `temporary` or `regrowth` say
+    otherwise.
+
+    With `max_drop`, the sparsity is bounded by an accuracy budget instead of
+    trusted: at each epoch end where the `monitor`ed validation metric is
+    more than `max_drop` worse than `reference` (by default the best value
+    seen so far in this `fit`), the masks of the last epoch end within the
+    budget come back and the sparsity is held there for the rest of `fit`;
+    the schedule's final sparsity is then a ceiling. `budget_stop` says
+    when and why.
 
     The step is the optimizer's iteration count, so a training resumed from
     a checkpoint (e.g. with `keras.callbacks.BackupAndRestore`) continues the
@@ -49,7 +61,12 @@ class AnnealedPruning(keras.callbacks.Callback):
         schedule: a `keras_anneal.schedules.PruningSchedule`.
         frequency: optimizer updates between mask updates, > 0.
             Defaults to 50.
-        scope: `"layer"` or `"global"`. Defaults to `"layer"`.
+        allocation: how the pruned count is split among weight tensors:
+            `"uniform"` (every tensor at `s`), `"global"` (criterion scores
+            ranked across tensors), `"erk"`, `"lamp"`, a dict from layer
+            name to its final sparsity (`None`: left dense) for the other
+            layers to absorb, a callable `f(sparsity, layer_sizes) -> dict`,
+            or a `keras_anneal.allocation.Allocation`. Defaults to `"uniform"`.
         criterion: which weights go: a `keras_anneal.criteria.PruningCriterion`,
             `"magnitude"`, `"random"` or `"largest"`. Defaults to `"magnitude"`.
         temporary: a `keras_anneal.TemporaryRemoval` (noise injection:
@@ -58,13 +75,37 @@ class AnnealedPruning(keras.callbacks.Callback):
         regrowth: a `keras_anneal.Regrowth` (drop-and-regrow at the final
             sparsity, SET), or `None`. Defaults to `None`.
         on_nonfinite: `"raise"` or `"skip"`. Defaults to `"raise"`.
+        keep_units_connected: never prune an output unit's last incoming
+            weight. Defaults to True.
+        monitor: the logged metric the budget watches. Defaults to
+            `"val_accuracy"`.
+        max_drop: the largest accepted drop of `monitor` (e.g. 0.001 for
+            0.1 point of accuracy), or `None` for no budget. Defaults to `None`.
+        reference: the value the drop is measured from (e.g. the dense
+            model's score), or `None` for the best value seen in this `fit`.
+            Defaults to `None`.
+        mode: `"max"` if larger `monitor` is better, `"min"` if smaller,
+            `"auto"` to tell from its name (losses and errors are `"min"`).
+            Defaults to `"auto"`.
+        scope: the former name of `allocation`: `"layer"` (uniform) or
+            `"global"`. Defaults to `None`.
+
+    Attributes:
+        sparsity: the overall sparsity of the permanent masks.
+        layer_sparsity: dict from `Masked` layer name to its sparsity.
+        budget_stop: a `BudgetStop` once the budget has held the sparsity,
+            else `None`.
 
     Raises:
         TypeError: if `schedule` is not a pruning schedule, or `temporary`
             or `regrowth` is of the wrong type.
-        ValueError: on a bad `frequency`, `scope`, `criterion` or
-            `on_nonfinite`; at the start of `fit`, if the model has no
-            `Masked` layer.
+        ValueError: on a bad `frequency`, `allocation`, `scope`, `criterion`,
+            `on_nonfinite`, `max_drop` or `mode`; before the first update,
+            if the model has no `Masked` layer or the allocation cannot reach
+            the final sparsity (unknown layers, too much pinned, or too few
+            weights left to keep every unit connected); at the first epoch
+            end of a budgeted `fit`, if `monitor` is not in the logs (the
+            masks are put back as they were).
         FloatingPointError: at an update, if a prunable weight is not finite.
 
     Example:
@@ -85,16 +126,42 @@ class AnnealedPruning(keras.callbacks.Callback):
         self,
         schedule,
         frequency=50,
-        scope="layer",
+        allocation="uniform",
         criterion="magnitude",
         temporary=None,
         regrowth=None,
         on_nonfinite="raise",
+        keep_units_connected=True,
+        monitor="val_accuracy",
+        max_drop=None,
+        reference=None,
+        mode="auto",
+        scope=None,
     ):
         super().__init__()
         self.schedule = schedules_module.get(schedule)
         self.frequency = _validation.check_step("frequency", frequency, positive=True)
-        self.scope = _validation.check_choice("scope", scope, ("layer", "global"))
+        if scope is not None:
+            _validation.check_choice("scope", scope, ("layer", "global"))
+            if not (isinstance(allocation, str) and allocation == "uniform"):
+                raise ValueError(
+                    "Pass either `allocation` or its former name `scope`, not both. "
+                    f"Received: allocation={allocation!r}, scope={scope!r}"
+                )
+            allocation = scope
+        self.allocation = allocation_module.get(allocation)
+        self.keep_units_connected = bool(keep_units_connected)
+        self.monitor = monitor
+        self.max_drop = None if max_drop is None else _validation.check_non_negative(
+            "max_drop", max_drop
+        )
+        self.reference = None if reference is None else _validation.check_real(
+            "reference", reference
+        )
+        mode = _validation.check_choice("mode", mode, ("auto", "min", "max"))
+        if mode == "auto":
+            mode = "min" if "loss" in str(monitor) or "error" in str(monitor) else "max"
+        self.mode = mode
         self.criterion = criteria.get(criterion)
         if self.criterion.needs_data:
             raise ValueError(
@@ -104,16 +171,12 @@ class AnnealedPruning(keras.callbacks.Callback):
             )
         self.temporary = _check_instance("temporary", temporary, reversible.TemporaryRemoval)
         self.regrowth = _check_instance("regrowth", regrowth, reversible.Regrowth)
-        if self.regrowth is not None and self.scope != "layer":
-            raise ValueError(
-                "Argument `regrowth` works per weight tensor: it needs scope='layer'. "
-                f"Received: scope={scope!r}"
-            )
         self.on_nonfinite = _validation.check_choice(
             "on_nonfinite", on_nonfinite, ("raise", "skip")
         )
         self.sparsity = 0.0
         self.layer_sparsity = {}
+        self.budget_stop = None
 
     def on_train_begin(self, logs=None):
         layers = masked_layers(self.model)
@@ -133,6 +196,11 @@ class AnnealedPruning(keras.callbacks.Callback):
                 "length). Received: steps_per_epoch=None"
             )
         self._layers = layers
+        self._final_sparsity = self.schedule.final_sparsity
+        self.budget_stop = None
+        self._held = False
+        self._best = None
+        self._within_budget = None  # Permanent masks at the last epoch end within it.
         # Gathered at the first update, once every `on_train_begin` has run
         # (`BackupAndRestore` restores the masks there) and the first step
         # has built the layers of subclassed models.
@@ -165,6 +233,8 @@ class AnnealedPruning(keras.callbacks.Callback):
                 raise FloatingPointError(message)
             warnings.warn(message + " This update is skipped.", RuntimeWarning, stacklevel=2)
         else:
+            if self.max_drop is not None and not self._held:
+                self._check_budget(epoch, logs or {})
             self._maybe_update(self._optimizer_step())
         if self._masks is None:
             self._gather()
@@ -172,6 +242,61 @@ class AnnealedPruning(keras.callbacks.Callback):
             logs["sparsity"] = self.sparsity
             for name, value in self.layer_sparsity.items():
                 logs[f"sparsity/{name}"] = value
+            if self.max_drop is not None:
+                logs["sparsity_held"] = float(self._held)
+
+    def _check_budget(self, epoch, logs):
+        """Holds the last masks within the budget once `monitor` leaves it.
+
+        Runs before the epoch-end update, so the masks compared are the ones
+        the validation metric was measured with.
+        """
+        value = logs.get(self.monitor)
+        if value is None:
+            if self._within_budget is None:
+                if self._masks is not None:
+                    self._write(self._initial)
+                raise ValueError(
+                    f"Argument `monitor`: AnnealedPruning's accuracy budget watches "
+                    f"'{self.monitor}', which is not in the logs at the end of epoch "
+                    f"{epoch + 1} (pass validation data to `fit`, or monitor one of "
+                    f"{sorted(logs)}). The masks are back as they were. "
+                    f"Received: monitor={self.monitor!r}"
+                )
+            return  # No validation this epoch (`validation_freq`): nothing to judge.
+        value = float(value)
+        sign = 1.0 if self.mode == "max" else -1.0
+        if self._best is None or sign * (value - self._best) > 0:
+            self._best = value
+        reference = self._best if self.reference is None else self.reference
+        drop = sign * (reference - value)
+        if self._masks is None:
+            self._gather()
+        if drop <= self.max_drop + 1e-12:
+            self._within_budget = ([mask.copy() for mask in self._permanent], epoch)
+            return
+        masks, good_epoch = self._within_budget or (self._initial, None)
+        self._write(masks)
+        self._permanent = [mask.copy() for mask in masks]
+        self._temporary_in_masks = False
+        self._record(self._permanent)
+        self._held = True
+        self.budget_stop = BudgetStop(
+            epoch=epoch,
+            restored_epoch=good_epoch,
+            sparsity=self.sparsity,
+            monitor=self.monitor,
+            value=value,
+            reference=reference,
+            max_drop=self.max_drop,
+        )
+        if self.params.get("verbose", 1):
+            print(f"\nEpoch {epoch + 1}: AnnealedPruning: {self.budget_stop}")
+
+    def _write(self, masks):
+        sync_backend_state(self.model)
+        for variable, value in zip(self._masks, masks):
+            variable.assign(value)
 
     def on_train_end(self, logs=None):
         if self._temporary_in_masks:  # Training ends on the permanent masks.
@@ -185,7 +310,7 @@ class AnnealedPruning(keras.callbacks.Callback):
 
     def _maybe_update(self, step):
         due = step - step % self.frequency
-        if due == self._last_update_step:
+        if due == self._last_update_step or self._held:
             return
         if self._masks is None:
             if not all(layer.built for layer in self._layers):
@@ -193,10 +318,7 @@ class AnnealedPruning(keras.callbacks.Callback):
             self._gather()
         self._last_update_step = due
         target = self.schedule(due, self._total_steps)
-        prune = any(
-            masking.pruned_count(target, total) > pruned
-            for pruned, total in self._group_counts
-        )
+        prune = masking.pruned_count(target, self._total) > self._pruned
         if self.regrowth is not None and not prune and self._final_step is None:
             if target >= self.schedule(self._total_steps, self._total_steps):
                 self._final_step = due
@@ -214,7 +336,17 @@ class AnnealedPruning(keras.callbacks.Callback):
             return
         permanent = self._permanent
         if prune:
-            permanent = self.criterion.masks(weights, permanent, target, self.scope, step=due)
+            permanent = self.criterion.masks(
+                weights,
+                permanent,
+                target,
+                self.allocation,
+                step=due,
+                layers=self._owners,
+                final_sparsity=self._final_sparsity,
+                keep_units_connected=self.keep_units_connected,
+                unit_axes=self._unit_axes,
+            )
         regrown = []
         if regrow:
             permanent, regrown = self.regrowth.masks(
@@ -227,8 +359,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         for variable, value, grown in zip(self._weights, weights, regrown):
             if grown.any():
                 variable.assign(np.where(grown, 0, value).astype(value.dtype))
-        for variable, value in zip(self._masks, written):
-            variable.assign(value)
+        self._write(written)
         self._permanent = permanent
         if noisy:
             self._temporary_in_masks = self.temporary.active(due, self._total_steps)
@@ -260,15 +391,38 @@ class AnnealedPruning(keras.callbacks.Callback):
             f"{layer.name}/{w.name}" for layer in self._layers for w in layer.prunable_weights
         ]
         self._owners = [layer.name for layer in self._layers for _ in layer.masks]
+        self._unit_axes = [axes for layer in self._layers for axes in layer.unit_axes]
         self._permanent = [ops.convert_to_numpy(mask) for mask in self._masks]
+        self._initial = [mask.copy() for mask in self._permanent]
+        self._check_reachable()
         self._record(self._permanent)
 
+    def _check_reachable(self):
+        """Fails before any change if the final sparsity cannot be allocated."""
+        sizes = {}
+        for owner, mask in zip(self._owners, self._permanent):
+            sizes[owner] = sizes.get(owner, 0) + int(np.size(mask))
+        self.allocation.check(sizes, self._final_sparsity)
+        total = sum(sizes.values())
+        if self.keep_units_connected:
+            units = sum(
+                math.prod(np.shape(mask)[-axes:]) if np.ndim(mask) >= 2 else 0
+                for mask, axes in zip(self._permanent, self._unit_axes)
+            )
+            target = masking.pruned_count(self._final_sparsity, total)
+            if target > total - units:
+                raise ValueError(
+                    f"Final sparsity {self._final_sparsity:g} prunes {target} of the "
+                    f"{total} prunable weights, but {units} must stay to keep every "
+                    "output unit connected. Lower the schedule's `final_sparsity` or pass "
+                    "keep_units_connected=False. Received: "
+                    f"final_sparsity={self._final_sparsity!r}"
+                )
+
     def _record(self, masks):
-        """Keeps `(pruned, total)` per ranking group, and the sparsities."""
-        groups = [masks] if self.scope == "global" else [[mask] for mask in masks]
-        self._group_counts = [masking.count_pruned(group) for group in groups]
-        pruned, total = masking.count_pruned(masks)
-        self.sparsity = pruned / total
+        """Keeps the overall `(pruned, total)` and the sparsities."""
+        self._pruned, self._total = masking.count_pruned(masks)
+        self.sparsity = self._pruned / self._total
         per_layer = {}
         for owner, mask in zip(self._owners, masks):
             per_layer.setdefault(owner, []).append(mask)
@@ -276,6 +430,41 @@ class AnnealedPruning(keras.callbacks.Callback):
         for owner, group in per_layer.items():
             pruned, total = masking.count_pruned(group)
             self.layer_sparsity[owner] = pruned / total
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetStop:
+    """Why and where `AnnealedPruning`'s accuracy budget held the sparsity.
+
+    Attributes:
+        epoch: the epoch (0-based) whose metric left the budget.
+        restored_epoch: the epoch whose masks came back (None: those `fit`
+            started with).
+        sparsity: the overall sparsity held for the rest of `fit`.
+        monitor, value, reference, max_drop: the metric, its value at
+            `epoch`, the value the drop is measured from, and the budget.
+    """
+
+    epoch: int
+    restored_epoch: int
+    sparsity: float
+    monitor: str
+    value: float
+    reference: float
+    max_drop: float
+
+    def __str__(self):
+        restored = (
+            "the masks fit started with"
+            if self.restored_epoch is None
+            else f"the masks of epoch {self.restored_epoch + 1}"
+        )
+        return (
+            f"{self.monitor} = {self.value:.4f} is {abs(self.reference - self.value):.4f} "
+            f"from the reference {self.reference:.4f}, beyond the budget of "
+            f"{self.max_drop:g}: {restored} are back and the sparsity is held at "
+            f"{self.sparsity:.4f} for the rest of training."
+        )
 
 
 def _check_instance(name, value, cls):

@@ -2,8 +2,8 @@
 
 The schedule says how many weights are pruned, the criterion says which: it
 gives every weight a score, larger meaning more worth keeping, and
-`keras_anneal.masking.masks_from_scores` keeps the largest scores with exact
-counts and deterministic ties. A new criterion overrides one method,
+the allocation (`keras_anneal.allocation`) keeps the largest scores with
+exact counts and deterministic ties. A new criterion overrides one method,
 `scores`, like `compute_mask` of torch's `BasePruningMethod`.
 
 Every criterion has a plain function form, `criterion.masks(weights, masks,
@@ -16,7 +16,7 @@ import numpy as np
 import keras
 
 from keras_anneal import _validation
-from keras_anneal import masking
+from keras_anneal import allocation as allocation_module
 from keras_anneal._config import ConfigMixin
 
 
@@ -51,17 +51,28 @@ class PruningCriterion(ConfigMixin):
             f"{type(self).__name__} must implement `scores(weights, masks, step)`."
         )
 
-    def masks(self, weights, masks, sparsity, scope="layer", step=0):
-        """New 0/1 masks at `sparsity`, keeping the weights of largest score.
+    def masks(self, weights, masks, sparsity, allocation="uniform", step=0, **options):
+        """New 0/1 masks at overall `sparsity`, keeping the weights of largest score.
 
         Already pruned weights stay pruned; counts are exact (see
-        `keras_anneal.masking.masks_from_scores`).
+        `keras_anneal.allocation`).
+
+        Args:
+            weights, masks: lists of NumPy arrays, the weights and their masks.
+            sparsity: overall target in [0, 1).
+            allocation: how the count is split among tensors: a name
+                (`"uniform"`/`"layer"`, `"global"`, `"erk"`, `"lamp"`), a dict
+                of layer sparsities, a callable, or an `Allocation`.
+            step: the optimizer step (for random criteria).
+            **options: `layers`, `final_sparsity`, `keep_units_connected`,
+                `unit_axes`, as in `keras_anneal.allocation.Allocation.masks`.
         """
         sparsity = _validation.check_sparsity("sparsity", sparsity)
-        scope = _validation.check_choice("scope", scope, ("layer", "global"))
+        allocation = allocation_module.get(allocation)
         _check_finite(weights)
-        scores = self.scores([np.asarray(w) for w in weights], masks, step)
-        return masking.masks_from_scores(scores, masks, sparsity, scope)
+        weights = [np.asarray(w) for w in weights]
+        scores = self.scores(weights, masks, step)
+        return allocation.masks(scores, masks, sparsity, weights=weights, **options)
 
     def get_config(self):
         return {}

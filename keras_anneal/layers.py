@@ -34,6 +34,8 @@ _REGISTRY = {
     keras.layers.Embedding: ("embeddings",),
 }
 SUPPORTED_LAYERS = tuple(_REGISTRY)
+# Kernels whose last two axes index the output channels (input x multiplier).
+_DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
 
 
 def register_prunable_layer(cls, weights):
@@ -347,6 +349,19 @@ class Masked(keras.layers.Wrapper):
         """The wrapped layer's variables that the masks apply to."""
         self._require_built()
         return list(self._variables)
+
+    @property
+    def unit_axes(self):
+        """Per prunable weight, how many trailing axes index its output units.
+
+        1 for a kernel `(..., n_out)`; 2 for a depthwise kernel
+        `(k, k, n_in, multiplier)`, whose output channels are its last two axes.
+        """
+        self._require_built()
+        return [
+            2 if isinstance(owner, _DEPTHWISE) or attribute.lstrip("_") == "depthwise_kernel" else 1
+            for owner, attribute in self._slots
+        ]
 
     @property
     def masks(self):

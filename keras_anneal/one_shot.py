@@ -5,38 +5,55 @@ import numpy as np
 from keras import ops
 
 from keras_anneal import _validation
+from keras_anneal import allocation as allocation_module
 from keras_anneal import criteria
 from keras_anneal._backend import sync_backend_state
 from keras_anneal.models import masked_layers
 from keras_anneal.models import sparsity_report
 
 
-def prune(model, criterion="magnitude", sparsity=0.5, scope="layer", data=None, batch_size=256):
+def prune(
+    model,
+    criterion="magnitude",
+    sparsity=0.5,
+    allocation="uniform",
+    data=None,
+    batch_size=256,
+    keep_units_connected=True,
+    scope=None,
+):
     """Prunes a model's `Masked` layers in one shot, after training.
 
-    Keeps, in each prunable weight tensor (`scope="layer"`) or across all of
-    them (`scope="global"`), the weights of largest criterion score, so that
-    exactly `floor(s * n)` of `n` weights are pruned; weights already pruned
-    stay pruned. Every mask is computed before any is set, so bad input
-    leaves the model as it was.
+    Prunes exactly `floor(s * N)` of the `N` prunable weights, split among
+    the weight tensors by the allocation (`keras_anneal.allocation`), keeping
+    the weights of largest criterion score within each; weights already
+    pruned stay pruned, and no output unit loses its last incoming weight
+    unless `keep_units_connected=False`. Every mask is computed before any
+    is set, so bad input leaves the model as it was.
 
     Args:
         model: a `keras.Model` holding `Masked` layers (see `prune_model`).
         criterion: a `keras_anneal.criteria.PruningCriterion` or its name
             (`"magnitude"`, `"random"`, `"largest"`). Defaults to `"magnitude"`.
         sparsity: target sparsity in [0, 1). Defaults to 0.5.
-        scope: `"layer"` or `"global"`. Defaults to `"layer"`.
+        allocation: `"uniform"`, `"global"`, `"erk"`, `"lamp"`, a dict from
+            layer name to sparsity (or None), a callable, or an
+            `Allocation`; see `AnnealedPruning`. Defaults to `"uniform"`.
         data: calibration inputs (a validation split, not the test set), for
             criteria that need them (`LayerwiseOBS`). Defaults to `None`.
         batch_size: batch size for computing the layers' inputs on `data`.
             Defaults to 256.
+        keep_units_connected: never prune an output unit's last incoming
+            weight. Defaults to True.
+        scope: the former name of `allocation` (`"layer"` or `"global"`).
+            Defaults to `None`.
 
     Returns:
         The `SparsityReport` of the pruned model.
 
     Raises:
         TypeError: if `model` is not a Keras model.
-        ValueError: on a bad `criterion`, `sparsity` or `scope`, a model with
+        ValueError: on a bad `criterion`, `sparsity`, `allocation` or `scope`, a model with
             no `Masked` layer, non-finite weights, missing `data` for a
             criterion that needs it, or a layer it cannot handle.
 
@@ -49,7 +66,10 @@ def prune(model, criterion="magnitude", sparsity=0.5, scope="layer", data=None, 
     """
     criterion = criteria.get(criterion)
     sparsity = _validation.check_sparsity("sparsity", sparsity)
-    scope = _validation.check_choice("scope", scope, ("layer", "global"))
+    if scope is not None:
+        _validation.check_choice("scope", scope, ("layer", "global"))
+        allocation = scope if allocation == "uniform" else allocation
+    allocation = allocation_module.get(allocation)
     layers = masked_layers(model)
     if not layers:
         raise ValueError(
@@ -58,27 +78,41 @@ def prune(model, criterion="magnitude", sparsity=0.5, scope="layer", data=None, 
         )
     sync_backend_state(model)
     if criterion.needs_data:
-        _prune_with_data(model, layers, criterion, sparsity, scope, data, batch_size)
+        _prune_with_data(model, layers, criterion, sparsity, allocation, data, batch_size)
         return sparsity_report(model)
     weights = [ops.convert_to_numpy(w) for layer in layers for w in layer.prunable_weights]
     masks = [mask for layer in layers for mask in layer.get_masks()]
-    new_masks = iter(criterion.masks(weights, masks, sparsity, scope))
+    sizes = {}
+    for layer in layers:
+        sizes[layer.name] = sum(int(np.size(mask)) for mask in layer.masks)
+    allocation.check(sizes, sparsity)
+    new_masks = iter(
+        criterion.masks(
+            weights,
+            masks,
+            sparsity,
+            allocation,
+            layers=[layer.name for layer in layers for _ in layer.masks],
+            keep_units_connected=keep_units_connected,
+            unit_axes=[axes for layer in layers for axes in layer.unit_axes],
+        )
+    )
     for layer, chosen in [(layer, [next(new_masks) for _ in layer.masks]) for layer in layers]:
         layer.set_masks(chosen)
     return sparsity_report(model)
 
 
-def _prune_with_data(model, layers, criterion, sparsity, scope, data, batch_size):
+def _prune_with_data(model, layers, criterion, sparsity, allocation, data, batch_size):
     """Prunes each Dense layer from its inputs on `data`; all checked, then all set."""
     if data is None:
         raise ValueError(
             f"Argument `data` is required by criterion {criterion!r}: calibration inputs "
             "(a validation split) to compute each layer's inputs. Received: data=None"
         )
-    if scope != "layer":
+    if type(allocation) is not allocation_module.Uniform:
         raise ValueError(
-            f"Argument `scope` must be 'layer' for criterion {criterion!r}, which prunes "
-            f"layer by layer. Received: scope={scope!r}"
+            f"Argument `allocation` must be 'uniform' (scope 'layer') for criterion "
+            f"{criterion!r}, which prunes layer by layer. Received: allocation={allocation!r}"
         )
     unsupported = [
         f"{layer.name} ({type(layer.layer).__name__})"

@@ -83,7 +83,6 @@ CASES = [
     ("callback-criterion", lambda m: keras_anneal.AnnealedPruning(schedules.FSA(0.5), criterion="smallest"), ValueError, "criterion", "criterion='smallest'"),
     ("callback-temporary", lambda m: keras_anneal.AnnealedPruning(schedules.FSA(0.5), temporary=0.1), TypeError, "temporary", "temporary=0.1"),
     ("callback-regrowth", lambda m: keras_anneal.AnnealedPruning(schedules.FSA(0.5), regrowth="set"), TypeError, "regrowth", "regrowth='set'"),
-    ("callback-regrowth-global", lambda m: keras_anneal.AnnealedPruning(schedules.FSA(0.5), scope="global", regrowth=keras_anneal.Regrowth()), ValueError, "regrowth", "scope='global'"),
     ("callback-on-nonfinite", lambda m: keras_anneal.AnnealedPruning(schedules.FSA(0.5), on_nonfinite="ignore"), ValueError, "on_nonfinite", "on_nonfinite='ignore'"),
     ("fsa-sparsity-range", lambda m: schedules.FSA(final_sparsity=1.2), ValueError, "final_sparsity", "final_sparsity=1.2"),
     ("fsa-sparsity-type", lambda m: schedules.FSA(final_sparsity="0.9"), TypeError, "final_sparsity", "final_sparsity='0.9'"),
@@ -137,7 +136,9 @@ def test_non_finite_weights_stop_pruning_with_the_layer_named():
     kernel[0, 0] = np.nan
     hidden.layer.kernel.assign(kernel)
     masks = hidden.get_masks()
-    pruning = keras_anneal.AnnealedPruning(schedules.ConstantSparsity(0.9), frequency=1)
+    pruning = keras_anneal.AnnealedPruning(
+        schedules.ConstantSparsity(0.9), frequency=1, keep_units_connected=False
+    )
     with pytest.raises(FloatingPointError, match=r"masked_hidden/kernel.*1 non-finite.*on_nonfinite='skip'"):
         fit_with(model, pruning)
     for old, new in zip(masks, hidden.get_masks()):
@@ -150,7 +151,8 @@ def test_non_finite_weights_can_skip_the_update_with_a_warning():
     hidden.layer.kernel.assign(np.full((6, 5), np.inf, "float32"))
     masks = hidden.get_masks()
     pruning = keras_anneal.AnnealedPruning(
-        schedules.ConstantSparsity(0.9), frequency=1, on_nonfinite="skip"
+        schedules.ConstantSparsity(0.9), frequency=1, on_nonfinite="skip",
+        keep_units_connected=False,
     )
     with pytest.warns(RuntimeWarning, match="update is skipped"):
         fit_with(model, pruning)

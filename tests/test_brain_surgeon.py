@@ -73,7 +73,7 @@ def test_obs_bad_input_leaves_the_model_alone():
     before = [keras.ops.convert_to_numpy(w).copy() for w in model.weights]
     with pytest.raises(ValueError, match="`data` is required.*data=None"):
         keras_anneal.prune(model, "obs", sparsity=0.5)
-    with pytest.raises(ValueError, match="`scope` must be 'layer'.*scope='global'"):
+    with pytest.raises(ValueError, match="`allocation` must be .uniform.*Global"):
         keras_anneal.prune(model, "obs", sparsity=0.5, scope="global", data=np.ones((4, 12)))
     with pytest.raises(ValueError, match="`sparsity`.*sparsity=1.0"):
         keras_anneal.prune(model, "obs", sparsity=1.0, data=np.ones((4, 12)))

@@ -18,15 +18,21 @@ WEIGHTS = [np.array([[0.5, -3.0, 0.5], [2.0, -0.1, 0.5]]), np.arange(-5.0, 5.0)]
 @pytest.mark.parametrize("sparsity", [0.0, 0.3, 0.5, 0.9])
 @pytest.mark.parametrize("scope", ["layer", "global"])
 def test_each_criterion_prunes_exactly_floor_s_n(criterion, sparsity, scope):
-    masks = criterion.masks(WEIGHTS, [np.ones_like(w) for w in WEIGHTS], sparsity, scope)
-    groups = [masks] if scope == "global" else [[m] for m in masks]
-    for group in groups:
-        pruned, total = keras_anneal.masking.count_pruned(group)
-        assert pruned == math.floor(sparsity * total + 1e-9)
+    masks = criterion.masks(
+        WEIGHTS, [np.ones_like(w) for w in WEIGHTS], sparsity, scope, keep_units_connected=False
+    )
+    pruned, total = keras_anneal.masking.count_pruned(masks)
+    assert pruned == math.floor(sparsity * total + 1e-9)
+    if scope == "layer":  # Uniform: each tensor floor(s n), or one more to make the total.
+        for mask in masks:
+            floor = math.floor(sparsity * mask.size + 1e-9)
+            assert floor <= mask.size - np.count_nonzero(mask) <= floor + 1
 
 
 def test_magnitude_keeps_largest_and_ties_go_to_the_lower_index():
-    mask = criteria.Magnitude().masks([WEIGHTS[0]], [np.ones((2, 3))], 0.5)[0]
+    mask = criteria.Magnitude().masks(
+        [WEIGHTS[0]], [np.ones((2, 3))], 0.5, keep_units_connected=False
+    )[0]
     # |w| = .5 3 .5 / 2 .1 .5: keep 3, 2 and the first .5 (lowest index).
     np.testing.assert_array_equal(mask, [[1, 1, 0], [1, 0, 0]])
 
@@ -101,7 +107,9 @@ def test_one_shot_prune_sets_exact_counts_and_keeps_pruned_weights(scope):
     first = np.ones((8, 16))
     first[0, 0] = 0
     hidden.set_masks([first])
-    report = keras_anneal.prune(model, "magnitude", sparsity=0.75, scope=scope)
+    report = keras_anneal.prune(
+        model, "magnitude", sparsity=0.75, scope=scope, keep_units_connected=False
+    )
     sizes = [128, 64]
     if scope == "layer":
         assert [row.pruned for row in report.layers] == [96, 48]
