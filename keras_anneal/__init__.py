@@ -34,6 +34,8 @@ from keras_anneal.models import strip
 from keras_anneal.one_shot import prune
 from keras_anneal.reversible import Regrowth
 from keras_anneal.reversible import TemporaryRemoval
+from keras_anneal.sensitivity import SensitivityScan
+from keras_anneal.sensitivity import sensitivity_scan
 
 __version__ = "0.1.0"
 
@@ -47,6 +49,7 @@ __all__ = [
     "TemporaryRemoval",
     "Masked",
     "SUPPORTED_LAYERS",
+    "SensitivityScan",
     "SimulatedAnnealingPruning",
     "SparsityReport",
     "allocation",
@@ -60,6 +63,7 @@ __all__ = [
     "register_prunable_layer",
     "schedules",
     "search",
+    "sensitivity_scan",
     "sparsity_report",
     "strip",
 ]

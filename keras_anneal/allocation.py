@@ -100,11 +100,12 @@ class Allocation(ConfigMixin):
             "`pruned_counts(tensors, n_pruned, sparsity, final_sparsity)`."
         )
 
-    def check(self, layer_sizes, final_sparsity):
+    def check(self, layer_sizes, final_sparsity, capacities=None):
         """Raises `ValueError` if this allocation cannot serve the model.
 
         Called before training changes anything. `layer_sizes` maps each
-        `Masked` layer's name to its number of prunable weights.
+        `Masked` layer's name to its number of prunable weights, and
+        `capacities` to the most it may lose (defaults to its size).
         """
 
     def masks(
@@ -205,6 +206,28 @@ def _weight_tensor(layer, weight, score, mask, keep_units_connected, unit_axes):
         reserved = connected.size
     lowest = int(np.count_nonzero(~kept))
     return WeightTensor(layer, weight * kept, score, lowest, score.size - reserved)
+
+
+def layer_capacities(layers, masks, unit_axes=None, keep_units_connected=True):
+    """`(sizes, capacities)`: per layer name, its weights and the most it may lose.
+
+    A capacity is the size less one weight per output unit when
+    `keep_units_connected` (units along the last `unit_axes` axes).
+
+    Example:
+
+    >>> layer_capacities(["a", "a", "b"], [np.ones((4, 2)), np.ones(3), np.ones((2, 5))])
+    ({'a': 11, 'b': 10}, {'a': 9, 'b': 5})
+    """
+    unit_axes = unit_axes or [1] * len(masks)
+    sizes, capacities = {}, {}
+    for layer, mask, axes in zip(layers, masks, unit_axes):
+        size, units = int(np.size(mask)), 0
+        if keep_units_connected and np.ndim(mask) >= 2:
+            units = math.prod(np.shape(mask)[-axes:])
+        sizes[layer] = sizes.get(layer, 0) + size
+        capacities[layer] = capacities.get(layer, 0) + size - units
+    return sizes, capacities
 
 
 def distribute(n_pruned, tensors, shares, pinned=None):
@@ -386,7 +409,8 @@ class PerLayer(Allocation):
             checked[str(name)] = value
         self.sparsities = checked
 
-    def check(self, layer_sizes, final_sparsity):
+    def check(self, layer_sizes, final_sparsity, capacities=None):
+        capacities = capacities or layer_sizes
         unknown = sorted(set(self.sparsities) - set(layer_sizes))
         if unknown:
             raise ValueError(
@@ -400,12 +424,14 @@ class PerLayer(Allocation):
             masking.pruned_count(value or 0.0, layer_sizes[name])
             for name, value in self.sparsities.items()
         )
-        free = sum(size for name, size in layer_sizes.items() if name not in self.sparsities)
-        reachable = pinned == target if free == 0 else pinned <= target < pinned + free
+        free = [name for name in layer_sizes if name not in self.sparsities]
+        room = sum(capacities[name] for name in free)
+        reachable = pinned == target if not free else pinned <= target <= pinned + room
         if not reachable:
             raise ValueError(
                 f"Argument `allocation` makes the overall target unreachable: it pins "
-                f"{pinned} pruned weights and leaves {free} to the other layers, but final "
+                f"{pinned} pruned weights and leaves at most {room} to the other layers "
+                f"({free}), but final "
                 f"sparsity {final_sparsity:g} prunes {target} of {total}. "
                 f"Received: allocation={self.sparsities!r}"
             )
@@ -445,8 +471,10 @@ class _FromCallable(Allocation):
             )
         return PerLayer(answer) if answer else Uniform()
 
-    def check(self, layer_sizes, final_sparsity):
-        self._per_layer(final_sparsity, layer_sizes).check(layer_sizes, final_sparsity)
+    def check(self, layer_sizes, final_sparsity, capacities=None):
+        self._per_layer(final_sparsity, layer_sizes).check(
+            layer_sizes, final_sparsity, capacities
+        )
 
     def pruned_counts(self, tensors, n_pruned, sparsity, final_sparsity):
         sizes = {}

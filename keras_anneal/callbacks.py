@@ -399,25 +399,20 @@ class AnnealedPruning(keras.callbacks.Callback):
 
     def _check_reachable(self):
         """Fails before any change if the final sparsity cannot be allocated."""
-        sizes = {}
-        for owner, mask in zip(self._owners, self._permanent):
-            sizes[owner] = sizes.get(owner, 0) + int(np.size(mask))
-        self.allocation.check(sizes, self._final_sparsity)
-        total = sum(sizes.values())
-        if self.keep_units_connected:
-            units = sum(
-                math.prod(np.shape(mask)[-axes:]) if np.ndim(mask) >= 2 else 0
-                for mask, axes in zip(self._permanent, self._unit_axes)
+        sizes, capacities = allocation_module.layer_capacities(
+            self._owners, self._permanent, self._unit_axes, self.keep_units_connected
+        )
+        self.allocation.check(sizes, self._final_sparsity, capacities)
+        total, room = sum(sizes.values()), sum(capacities.values())
+        target = masking.pruned_count(self._final_sparsity, total)
+        if target > room:
+            raise ValueError(
+                f"Final sparsity {self._final_sparsity:g} prunes {target} of the "
+                f"{total} prunable weights, but {total - room} must stay to keep every "
+                "output unit connected. Lower the schedule's `final_sparsity` or pass "
+                "keep_units_connected=False. Received: "
+                f"final_sparsity={self._final_sparsity!r}"
             )
-            target = masking.pruned_count(self._final_sparsity, total)
-            if target > total - units:
-                raise ValueError(
-                    f"Final sparsity {self._final_sparsity:g} prunes {target} of the "
-                    f"{total} prunable weights, but {units} must stay to keep every "
-                    "output unit connected. Lower the schedule's `final_sparsity` or pass "
-                    "keep_units_connected=False. Received: "
-                    f"final_sparsity={self._final_sparsity!r}"
-                )
 
     def _record(self, masks):
         """Keeps the overall `(pruned, total)` and the sparsities."""

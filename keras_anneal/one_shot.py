@@ -82,19 +82,21 @@ def prune(
         return sparsity_report(model)
     weights = [ops.convert_to_numpy(w) for layer in layers for w in layer.prunable_weights]
     masks = [mask for layer in layers for mask in layer.get_masks()]
-    sizes = {}
-    for layer in layers:
-        sizes[layer.name] = sum(int(np.size(mask)) for mask in layer.masks)
-    allocation.check(sizes, sparsity)
+    names = [layer.name for layer in layers for _ in layer.masks]
+    unit_axes = [axes for layer in layers for axes in layer.unit_axes]
+    sizes, capacities = allocation_module.layer_capacities(
+        names, masks, unit_axes, keep_units_connected
+    )
+    allocation.check(sizes, sparsity, capacities)
     new_masks = iter(
         criterion.masks(
             weights,
             masks,
             sparsity,
             allocation,
-            layers=[layer.name for layer in layers for _ in layer.masks],
+            layers=names,
             keep_units_connected=keep_units_connected,
-            unit_axes=[axes for layer in layers for axes in layer.unit_axes],
+            unit_axes=unit_axes,
         )
     )
     for layer, chosen in [(layer, [next(new_masks) for _ in layer.masks]) for layer in layers]:
