@@ -1,0 +1,294 @@
+"""Sparsity allocation on four MNIST networks of the Keras examples' kinds.
+
+Issue 14: which allocation should `AnnealedPruning` use by default? For each
+network (a small convnet with Dropout as in Keras' mnist_convnet example, an
+MLP with Dropout, a residual CNN with BatchNormalization, a depthwise-
+separable convnet) and seed, trains:
+
+- `published`: the network as written (its own Dropout, if any);
+- `none`: Dropout removed, nothing added;
+- `<allocation>-s<sparsity>`: Dropout removed, every layer wrapped, and
+  `AnnealedPruning(FSA(s, end_fraction=0.5), allocation=...)`;
+- `budget`: the published network, Dropout kept, plus the callback with an
+  accuracy budget of 0.1 point (`max_drop=0.001`, FSA to 0.95 as ceiling).
+
+Data: training on the first `--train` of the first 55,000 MNIST training
+images; every run records its accuracy on the validation split (the last
+5,000 training images: choices are made there) and on the test set (quoted
+for the finalists only). One results file, written after every run:
+benchmarks/results/allocation.json; `--report` writes allocation.md and
+allocation.png from it.
+
+    python benchmarks/allocation.py --data ../shared/datasets/mnist.npz
+    python benchmarks/allocation.py --data ../shared/datasets/mnist.npz --resume \
+        --networks convnet --variants 'erk-*' --seeds 1 2
+    python benchmarks/allocation.py --report
+"""
+
+import argparse
+import fnmatch
+import json
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+ALLOCATIONS = ("uniform", "global", "erk", "lamp")
+SPARSITIES = (0.8, 0.9, 0.95)
+VALIDATION = 5000
+
+
+def variants():
+    table = {"published": {"dropout": True}, "none": {"dropout": False}}
+    for allocation in ALLOCATIONS:
+        for sparsity in SPARSITIES:
+            table[f"{allocation}-s{sparsity}"] = {
+                "dropout": False, "allocation": allocation, "sparsity": sparsity,
+            }
+    # The callback's default allocation; the budget, not 0.95, sets the sparsity.
+    table["budget"] = {"dropout": True, "sparsity": 0.95, "max_drop": 0.001}
+    return table
+
+
+def build(network, dropout):
+    """The four networks; `dropout=False` leaves their Dropout out."""
+    import keras
+    from keras import layers
+
+    def maybe_dropout(rate):
+        return [layers.Dropout(rate)] if dropout else []
+
+    if network == "convnet":  # Keras' mnist_convnet example.
+        return keras.Sequential([
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(32, 3, activation="relu"), layers.MaxPooling2D(2),
+            layers.Conv2D(64, 3, activation="relu"), layers.MaxPooling2D(2),
+            layers.Flatten(), *maybe_dropout(0.5), layers.Dense(10, activation="softmax"),
+        ], name="convnet")
+    if network == "mlp":  # Keras' mnist_mlp, narrower.
+        return keras.Sequential([
+            keras.Input((28, 28, 1)), layers.Flatten(),
+            layers.Dense(256, activation="relu"), *maybe_dropout(0.2),
+            layers.Dense(256, activation="relu"), *maybe_dropout(0.2),
+            layers.Dense(10, activation="softmax"),
+        ], name="mlp")
+    if network == "resnet":  # Two residual blocks with BatchNormalization.
+        inputs = keras.Input((28, 28, 1))
+        x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+        x = layers.Activation("relu")(layers.BatchNormalization()(x))
+        x = layers.MaxPooling2D(2)(x)
+        for filters in (16, 32):
+            shortcut = x if x.shape[-1] == filters else layers.Conv2D(filters, 1)(x)
+            y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            y = layers.Activation("relu")(layers.BatchNormalization()(y))
+            y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+            y = layers.BatchNormalization()(y)
+            x = layers.Activation("relu")(shortcut + y)
+        x = layers.GlobalAveragePooling2D()(layers.MaxPooling2D(2)(x))
+        outputs = layers.Dense(10, activation="softmax")(x)
+        return keras.Model(inputs, outputs, name="resnet")
+    if network == "separable":  # Depthwise and separable convolutions.
+        return keras.Sequential([
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.DepthwiseConv2D(3, activation="relu"), layers.MaxPooling2D(2),
+            layers.SeparableConv2D(64, 3, activation="relu"), layers.MaxPooling2D(2),
+            layers.Flatten(), *maybe_dropout(0.25), layers.Dense(10, activation="softmax"),
+        ], name="separable")
+    raise ValueError(f"unknown network {network!r}")
+
+
+NETWORKS = ("convnet", "mlp", "resnet", "separable")
+
+
+def run(network, config, seed, data, args):
+    """Trains one network variant; returns its record."""
+    import keras
+    from _common import EpochTimer
+
+    import keras_anneal
+
+    keras.backend.clear_session()  # Same layer names in every run.
+    keras.utils.set_random_seed(seed)
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = data
+    model = build(network, config["dropout"])
+    callbacks = [EpochTimer()]
+    pruned = "sparsity" in config
+    if pruned:
+        model = keras_anneal.prune_model(model)
+        options = {"allocation": config["allocation"]} if "allocation" in config else {}
+        callbacks.insert(0, keras_anneal.AnnealedPruning(
+            keras_anneal.schedules.FSA(config["sparsity"], end_fraction=0.5),
+            frequency=args.frequency, max_drop=config.get("max_drop"), **options,
+        ))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    history = model.fit(x_train, y_train, batch_size=128, epochs=args.epochs,
+                        validation_data=(x_val, y_val), callbacks=callbacks, verbose=0)
+    _, test_accuracy = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
+    report = keras_anneal.sparsity_report(model) if pruned else None
+    record = {
+        "network": network,
+        "seed": seed,
+        "validation_accuracy": float(history.history["val_accuracy"][-1]),
+        "test_accuracy": float(test_accuracy),
+        "sparsity": report.sparsity if report else 0.0,
+        "layer_sparsity": {row.name: row.sparsity for row in report.layers} if report else {},
+        "epoch_seconds": [float(t) for t in callbacks[-1].times],
+        "validation_curve": [float(v) for v in history.history["val_accuracy"]],
+    }
+    if config.get("max_drop") is not None:
+        stop = callbacks[0].budget_stop
+        record["budget_stop"] = str(stop) if stop else "never left the budget"
+    return record
+
+
+def load(path, n_train):
+    from keras_anneal import load_mnist
+
+    (x, y), (x_test, y_test) = load_mnist(path)
+    x, x_test = (x[..., None] / 255.0).astype("float32"), (x_test[..., None] / 255.0).astype("float32")
+    split = len(x) - VALIDATION
+    return (x[:min(n_train, split)], y[:min(n_train, split)]), (x[split:], y[split:]), (x_test, y_test)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
+    parser.add_argument("--variants", nargs="+",
+                        default=["published", "none", "*-s0.9", "budget"],
+                        help=f"names or shell patterns among: {', '.join(variants())}")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--train", type=int, default=12000, help="training images (of the first 55,000)")
+    parser.add_argument("--frequency", type=int, default=10, help="optimizer steps between mask updates")
+    parser.add_argument("--data", help="local mnist.npz; downloads MNIST if omitted")
+    parser.add_argument("--name", default="allocation")
+    parser.add_argument("--output-dir", default=os.path.join(HERE, "results"))
+    parser.add_argument("--resume", action="store_true", help="keep the runs already in the results file")
+    parser.add_argument("--report", action="store_true", help="only write the table and figure")
+    args = parser.parse_args(argv)
+    known = list(variants())
+    selected = []
+    for pattern in args.variants:
+        selected += [n for n in known if fnmatch.fnmatch(n, pattern) and n not in selected]
+    if not selected:
+        parser.error(f"--variants matched none of: {', '.join(known)}")
+    args.variants = selected
+    return args
+
+
+def summarize(results):
+    """Rows of (network, variant, seeds, validation mean, test mean, test sd, sparsity, s/epoch)."""
+    groups = {}
+    for run in results["runs"]:
+        groups.setdefault((run["network"], run["variant"]), []).append(run)
+    rows = []
+    for (network, variant), runs in groups.items():
+        val = [100 * r["validation_accuracy"] for r in runs]
+        test = [100 * r["test_accuracy"] for r in runs]
+        rows.append({
+            "network": network, "variant": variant, "seeds": len(runs),
+            "validation": statistics.mean(val), "test": statistics.mean(test),
+            "test_sd": statistics.stdev(test) if len(test) > 1 else 0.0,
+            "sparsity": statistics.mean(r["sparsity"] for r in runs),
+            "epoch_seconds": statistics.median(s for r in runs for s in r["epoch_seconds"]),
+        })
+    order = {name: i for i, name in enumerate(variants())}
+    rows.sort(key=lambda row: (NETWORKS.index(row["network"]), order[row["variant"]]))
+    return rows
+
+
+def report(path):
+    with open(path) as f:
+        results = json.load(f)
+    rows = summarize(results)
+    lines = [
+        f"Settings: {results['settings']}; backend {results['backend']}.",
+        "Choices on validation accuracy (last 5,000 training images); test accuracy",
+        "(10,000 test images) quoted beside it.",
+        "",
+        "| network | variant | seeds | validation acc (%) | test acc (%) | sparsity | s/epoch |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        spread = f" ± {row['test_sd']:.2f}" if row["seeds"] > 1 else ""
+        lines.append(
+            f"| {row['network']} | {row['variant']} | {row['seeds']} | {row['validation']:.2f} | "
+            f"{row['test']:.2f}{spread} | {row['sparsity']:.1%} | {row['epoch_seconds']:.1f} |"
+        )
+    stem = os.path.splitext(path)[0]
+    with open(stem + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no figure")
+        return
+    networks = [n for n in NETWORKS if any(r["network"] == n for r in rows)]
+    fig, axes = plt.subplots(1, len(networks), figsize=(4 * len(networks), 3.5), squeeze=False)
+    for ax, network in zip(axes[0], networks):
+        mine = [r for r in rows if r["network"] == network]
+        for allocation in ALLOCATIONS:
+            points = sorted((r["sparsity"], r["validation"]) for r in mine
+                            if r["variant"].startswith(allocation + "-"))
+            if points:
+                ax.plot(*zip(*points), marker="o", label=allocation)
+        for variant, style in (("published", "--"), ("none", ":")):
+            for r in mine:
+                if r["variant"] == variant:
+                    ax.axhline(r["validation"], color="gray", linestyle=style, label=variant)
+        ax.set_title(network)
+        ax.set_xlabel("sparsity")
+        ax.set_ylabel("validation accuracy (%)")
+    axes[0][0].legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(stem + ".png", dpi=120)
+    print(f"Wrote {stem}.md and {stem}.png")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    path = os.path.join(args.output_dir, f"{args.name}.json")
+    if args.report:
+        return report(path)
+    from _common import environment
+    from _common import write_results
+
+    settings = {"epochs": args.epochs, "train": args.train, "frequency": args.frequency,
+                "validation": VALIDATION,
+                "data": os.path.basename(args.data) if args.data else "keras download"}
+    results = {"settings": settings, **environment(), "commands": [], "variants": variants(), "runs": []}
+    if args.resume and os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+        if previous["settings"] != settings or previous["backend"] != results["backend"]:
+            raise SystemExit(f"--resume: {path} was run with other settings: {previous['settings']}")
+        results.update(commands=previous["commands"], runs=previous["runs"])
+    results["commands"].append(" ".join([os.path.basename(sys.executable)] + sys.argv))
+    data = load(args.data, args.train)
+    done = {(r["network"], r["variant"], r["seed"]) for r in results["runs"]}
+    table = variants()
+    for seed in args.seeds:
+        for network in args.networks:
+            for name in args.variants:
+                if (network, name, seed) in done:
+                    continue
+                start = time.perf_counter()
+                record = {"variant": name, **run(network, table[name], seed, data, args)}
+                results["runs"].append(record)
+                write_results(args.name, results, directory=args.output_dir)
+                print(f"{network:>9} {name:>14} seed {seed}: validation "
+                      f"{record['validation_accuracy']:.4f}, test {record['test_accuracy']:.4f}, "
+                      f"sparsity {record['sparsity']:.3f}, {time.perf_counter() - start:.0f} s",
+                      flush=True)
+    report(path)
+
+
+if __name__ == "__main__":
+    main()
