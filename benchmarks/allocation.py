@@ -200,6 +200,26 @@ def summarize(results):
     return rows
 
 
+def choose(rows, sparsity=0.9):
+    """The default by validation: best mean validation accuracy over the
+    networks that ran every allocation at `sparsity`."""
+    names = [f"{a}-s{sparsity}" for a in ALLOCATIONS]
+    by_network = {}
+    for row in rows:
+        if row["variant"] in names:
+            by_network.setdefault(row["network"], {})[row["variant"]] = row["validation"]
+    complete = [n for n, found in by_network.items() if len(found) == len(names)]
+    if not complete:
+        return ["No network has run every allocation yet: no choice."]
+    means = {name: statistics.mean(by_network[n][name] for n in complete) for name in names}
+    ranked = sorted(means, key=means.get, reverse=True)
+    return [
+        f"Mean validation accuracy at {sparsity:.0%} over {', '.join(complete)}: "
+        + ", ".join(f"{name} {means[name]:.2f}" for name in ranked)
+        + f". Choice: {ranked[0].rsplit('-s', 1)[0]}."
+    ]
+
+
 def report(path):
     with open(path) as f:
         results = json.load(f)
@@ -218,6 +238,7 @@ def report(path):
             f"| {row['network']} | {row['variant']} | {row['seeds']} | {row['validation']:.2f} | "
             f"{row['test']:.2f}{spread} | {row['sparsity']:.1%} | {row['epoch_seconds']:.1f} |"
         )
+    lines += ["", *choose(rows)]
     stem = os.path.splitext(path)[0]
     with open(stem + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
