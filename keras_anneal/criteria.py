@@ -208,11 +208,37 @@ class LayerwiseOBS(PruningCriterion):
         return {"damping": self.damping, "refresh": self.refresh}
 
 
+@keras.saving.register_keras_serializable(package="keras_anneal")
+class NeuronSignificance(PruningCriterion):
+    """N2PS (Augasta & Kathirvalavakumar 2011): whole hidden units, least significant first.
+
+    Per hidden Dense layer, from its activations on calibration data, the
+    normalized significance `s_j = mean_p |a_pj| * sum_k |v_jk|` (`v`: the
+    unit's outgoing weights), see `keras_anneal.unit_pruning`; the
+    `floor(s * units)` least significant units go whole: every weight into
+    and out of them is masked and their bias set to 0. The last Dense layer
+    (the outputs) keeps its units. `sparsity` is thus a fraction of units;
+    `prune` returns the weight sparsity reached.
+
+    Use it with `keras_anneal.prune(model, "n2ps", sparsity, data=x_calibration)`
+    on a chain of `Masked` Dense layers (an MLP).
+    """
+
+    needs_data = True
+
+    def scores(self, weights, masks, step=0):
+        raise TypeError(
+            "NeuronSignificance needs each layer's activations: use it with "
+            "`keras_anneal.prune(model, 'n2ps', sparsity, data=x_calibration)`."
+        )
+
+
 _BY_NAME = {
     "magnitude": Magnitude,
     "random": Random,
     "largest": LargestMagnitude,
     "obs": LayerwiseOBS,
+    "n2ps": NeuronSignificance,
 }
 
 
@@ -221,7 +247,7 @@ def get(identifier):
 
     Args:
         identifier: a `PruningCriterion`, one of `"magnitude"`, `"random"`,
-            `"largest"`, `"obs"` (one-shot only), or a dict from
+            `"largest"`, `"obs"` or `"n2ps"` (one-shot only), or a dict from
             `keras.saving.serialize_keras_object`.
 
     Example:

@@ -40,7 +40,9 @@ def prune(
             layer name to sparsity (or None), a callable, or an
             `Allocation`; see `AnnealedPruning`. Defaults to `"uniform"`.
         data: calibration inputs (a validation split, not the test set), for
-            criteria that need them (`LayerwiseOBS`). Defaults to `None`.
+            criteria that need them (`"obs"`: L-OBS; `"n2ps"`: whole hidden
+            units by significance, `sparsity` then a fraction of units).
+            Defaults to `None`.
         batch_size: batch size for computing the layers' inputs on `data`.
             Defaults to 256.
         keep_units_connected: never prune an output unit's last incoming
@@ -105,7 +107,7 @@ def prune(
 
 
 def _prune_with_data(model, layers, criterion, sparsity, allocation, data, batch_size):
-    """Prunes each Dense layer from its inputs on `data`; all checked, then all set."""
+    """Prunes the Dense layers from their tensors on `data`; all checked, then all set."""
     if data is None:
         raise ValueError(
             f"Argument `data` is required by criterion {criterion!r}: calibration inputs "
@@ -127,32 +129,80 @@ def _prune_with_data(model, layers, criterion, sparsity, allocation, data, batch
             f"of other kinds: {unsupported}. Wrap only the Dense layers: "
             "`prune_model(model, layers=[keras.layers.Dense])`."
         )
-    try:
-        extractor = keras.Model(model.inputs, [layer.input for layer in layers])
-    except Exception as error:
-        raise ValueError(
-            f"Argument `model` must be a Sequential or Functional model whose `Masked` "
-            f"layers are each called once, for criterion {criterion!r}, which reads each "
-            f"layer's inputs. Received: model '{model.name}' of class "
-            f"{type(model).__name__} ({error})"
-        ) from error
-    inputs = extractor.predict(data, batch_size=batch_size, verbose=0)
-    if len(layers) == 1:
-        inputs = [inputs]
+    if isinstance(criterion, criteria.NeuronSignificance):
+        _remove_units(model, layers, criterion, sparsity, data, batch_size)
+        return
+    inputs = _layer_tensors(model, layers, criterion, data, batch_size, "input")
     results = []
     for layer, layer_inputs in zip(layers, inputs):
         dense = layer.layer
         kernel = ops.convert_to_numpy(dense.kernel)
         bias = ops.convert_to_numpy(dense.bias) if dense.use_bias else None
-        if not np.all(np.isfinite(layer_inputs)):
-            raise ValueError(
-                f"Argument `data` gives non-finite inputs (NaN or inf) to layer "
-                f"'{layer.name}'. Received: data with non-finite values"
-            )
         criteria._check_finite([kernel])
         results.append(criterion.prune_layer(kernel, bias, layer.get_masks()[0], layer_inputs, sparsity))
     for layer, (mask, kernel, bias) in zip(layers, results):
         layer.layer.kernel.assign(kernel)
         if bias is not None:
             layer.layer.bias.assign(bias)
+        layer.set_masks([mask])
+
+
+def _layer_tensors(model, layers, criterion, data, batch_size, which):
+    """Each layer's `which` ("input" or "output") on `data`, as NumPy arrays."""
+    try:
+        extractor = keras.Model(model.inputs, [getattr(layer, which) for layer in layers])
+    except Exception as error:
+        raise ValueError(
+            f"Argument `model` must be a Sequential or Functional model whose `Masked` "
+            f"layers are each called once, for criterion {criterion!r}, which reads each "
+            f"layer's {which}s. Received: model '{model.name}' of class "
+            f"{type(model).__name__} ({error})"
+        ) from error
+    tensors = extractor.predict(data, batch_size=batch_size, verbose=0)
+    tensors = [tensors] if len(layers) == 1 else list(tensors)
+    for layer, values in zip(layers, tensors):
+        if not np.all(np.isfinite(values)):
+            raise ValueError(
+                f"Argument `data` gives non-finite {which}s (NaN or inf) to layer "
+                f"'{layer.name}'. Received: data with non-finite values"
+            )
+    return tensors
+
+
+def _remove_units(model, layers, criterion, sparsity, data, batch_size):
+    """N2PS: removes the least significant units of every Dense layer but the last."""
+    from keras_anneal import unit_pruning
+
+    if len(layers) < 2:
+        raise ValueError(
+            f"Criterion {criterion!r} removes hidden units, so it needs at least two "
+            f"`Masked` Dense layers in a chain. Received: {[layer.name for layer in layers]}"
+        )
+    for layer, following in zip(layers, layers[1:]):
+        if following.layer.kernel.shape[0] != layer.layer.units:
+            raise ValueError(
+                f"Criterion {criterion!r} needs each `Masked` Dense layer to feed the next: "
+                f"'{layer.name}' has {layer.layer.units} units but '{following.name}' takes "
+                f"{following.layer.kernel.shape[0]} inputs. Received: model '{model.name}'"
+            )
+    outputs = _layer_tensors(model, layers[:-1], criterion, data, batch_size, "output")
+    masks = [layer.get_masks()[0] for layer in layers]
+    kernels = [ops.convert_to_numpy(layer.layer.kernel) for layer in layers]
+    criteria._check_finite(kernels)
+    removed = []
+    for index, activations in enumerate(outputs):
+        alive = masks[index].any(axis=0)
+        significance = unit_pruning.unit_significance(
+            activations, kernels[index + 1] * masks[index + 1]
+        )
+        removed.append(unit_pruning.units_to_remove(significance, alive, sparsity))
+    new_masks = [mask.copy() for mask in masks]
+    for index, gone in enumerate(removed):
+        new_masks[index][:, gone] = 0.0
+        new_masks[index + 1][gone, :] = 0.0
+    for index, (layer, gone) in enumerate(zip(layers, removed)):
+        if layer.layer.use_bias and gone.any():
+            bias = ops.convert_to_numpy(layer.layer.bias)
+            layer.layer.bias.assign(np.where(gone, 0.0, bias).astype(bias.dtype))
+    for layer, mask in zip(layers, new_masks):
         layer.set_masks([mask])

@@ -1,0 +1,67 @@
+"""Whole-unit pruning by significance (N2PS), for chains of Dense layers.
+
+Augasta & Kathirvalavakumar (2011), "A novel pruning algorithm for optimizing
+feedforward neural network of classification problems" (seed 003): a hidden
+unit's significance comes from its activations on calibration data; the
+least significant units are removed whole. Here the significance of unit `j`
+of a layer is its average contribution to the next layer, normalized over
+the layer:
+
+    s_j = mean_p |a_pj| * sum_k |v_jk|,      s^_j = s_j / sum_i s_i
+
+(`a_pj`: its activation on sample `p`; `v_jk`: its kept outgoing weights).
+Removing a unit masks every weight into it and out of it, and sets its bias
+to zero, so the layer can later be compacted. The pure maths is here; the
+Keras side is `keras_anneal.prune(model, "n2ps", sparsity, data=x)`.
+"""
+
+import math
+
+import numpy as np
+
+
+def unit_significance(activations, outgoing_kernel):
+    """Normalized significance `s^_j` of each unit (see the module docstring).
+
+    Args:
+        activations: array `(samples, units)`, the layer's outputs.
+        outgoing_kernel: array `(units, next_units)`, the next layer's kernel
+            times its mask.
+
+    Returns:
+        A float64 array of `units` values summing to 1 (all zeros if every
+        contribution is zero).
+
+    Example:
+
+    >>> a = np.array([[1.0, 0.0], [3.0, 2.0]])   # mean |a| = 2, 1
+    >>> v = np.array([[1.0, -1.0], [0.5, 0.5]])  # sum |v| = 2, 1
+    >>> unit_significance(a, v)                  # 4 and 1, normalized
+    array([0.8, 0.2])
+    """
+    activations = np.asarray(activations, dtype=np.float64)
+    contribution = np.mean(np.abs(activations), axis=0) * np.sum(
+        np.abs(np.asarray(outgoing_kernel, dtype=np.float64)), axis=1
+    )
+    total = contribution.sum()
+    return contribution / total if total > 0 else contribution
+
+
+def units_to_remove(significance, alive, sparsity):
+    """Boolean array of the units to remove so that `floor(s * units)` are gone.
+
+    Units already dead (`alive` False) count as removed and stay removed;
+    among the live ones the least significant go, ties to the lower index.
+
+    Example:
+
+    >>> units_to_remove(np.array([0.5, 0.1, 0.3, 0.1]), np.ones(4, bool), 0.5)
+    array([False,  True, False,  True])
+    """
+    alive = np.asarray(alive, dtype=bool)
+    n_remove = max(math.floor(sparsity * alive.size + 1e-12 * alive.size), int((~alive).sum()))
+    n_remove = min(n_remove, alive.size - 1)  # A layer always keeps a unit.
+    order = np.lexsort((np.arange(alive.size), np.where(alive, significance, -np.inf)))
+    remove = np.zeros(alive.size, dtype=bool)
+    remove[order[:n_remove]] = True
+    return remove
