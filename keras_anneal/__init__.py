@@ -21,6 +21,7 @@ from keras_anneal.callbacks import BudgetStop
 from keras_anneal.dropout_scaling import DropoutScaling
 from keras_anneal.callbacks import GeneticPruning
 from keras_anneal.callbacks import SimulatedAnnealingPruning
+from keras_anneal.compaction import compact
 from keras_anneal.datasets import load_mnist
 from keras_anneal.layers import SUPPORTED_LAYERS
 from keras_anneal.layers import Masked
@@ -54,6 +55,7 @@ __all__ = [
     "SparsityReport",
     "allocation",
     "callbacks",
+    "compact",
     "criteria",
     "load_mnist",
     "masked_layers",

@@ -15,6 +15,7 @@ from keras_anneal import masking
 from keras_anneal import reversible
 from keras_anneal import schedules as schedules_module
 from keras_anneal import search
+from keras_anneal import unit_pruning
 from keras_anneal._backend import sync_backend_state
 from keras_anneal.models import masked_layers
 
@@ -87,6 +88,13 @@ class AnnealedPruning(keras.callbacks.Callback):
         mode: `"max"` if larger `monitor` is better, `"min"` if smaller,
             `"auto"` to tell from its name (losses and errors are `"min"`).
             Defaults to `"auto"`.
+        granularity: `"weight"`, or `"unit"` to remove whole output units
+            (Dense units, convolution filters): `floor(s * units)` of each
+            layer's, the units of lowest summed criterion score (L1 norm of
+            the incoming weights by default) losing every incoming weight
+            and their bias set to 0; layers producing the model's outputs
+            keep their units. `keras_anneal.compact` then deletes them.
+            Defaults to `"weight"`.
         scope: the former name of `allocation`: `"layer"` (uniform) or
             `"global"`. Defaults to `None`.
 
@@ -136,6 +144,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         max_drop=None,
         reference=None,
         mode="auto",
+        granularity="weight",
         scope=None,
     ):
         super().__init__()
@@ -150,6 +159,7 @@ class AnnealedPruning(keras.callbacks.Callback):
                 )
             allocation = scope
         self.allocation = allocation_module.get(allocation)
+        self.granularity = _validation.check_choice("granularity", granularity, ("weight", "unit"))
         self.keep_units_connected = bool(keep_units_connected)
         self.monitor = monitor
         self.max_drop = None if max_drop is None else _validation.check_non_negative(
@@ -171,6 +181,18 @@ class AnnealedPruning(keras.callbacks.Callback):
             )
         self.temporary = _check_instance("temporary", temporary, reversible.TemporaryRemoval)
         self.regrowth = _check_instance("regrowth", regrowth, reversible.Regrowth)
+        if self.granularity == "unit":
+            if type(self.allocation) is not allocation_module.Uniform:
+                raise ValueError(
+                    "Argument `granularity`: 'unit' removes floor(s * units) units of "
+                    "every layer, so it needs allocation='uniform'. Received: "
+                    f"granularity='unit', allocation={allocation!r}"
+                )
+            if self.temporary is not None or self.regrowth is not None:
+                raise ValueError(
+                    "Argument `granularity`: 'unit' does not combine with `temporary` "
+                    "or `regrowth`. Received: granularity='unit'"
+                )
         self.on_nonfinite = _validation.check_choice(
             "on_nonfinite", on_nonfinite, ("raise", "skip")
         )
@@ -318,7 +340,10 @@ class AnnealedPruning(keras.callbacks.Callback):
             self._gather()
         self._last_update_step = due
         target = self.schedule(due, self._total_steps)
-        prune = masking.pruned_count(target, self._total) > self._pruned
+        if self.granularity == "unit":
+            prune = target > self._unit_target
+        else:
+            prune = masking.pruned_count(target, self._total) > self._pruned
         if self.regrowth is not None and not prune and self._final_step is None:
             if target >= self.schedule(self._total_steps, self._total_steps):
                 self._final_step = due
@@ -335,7 +360,10 @@ class AnnealedPruning(keras.callbacks.Callback):
         if not self._weights_are_finite(weights, due):
             return
         permanent = self._permanent
-        if prune:
+        if prune and self.granularity == "unit":
+            permanent = self._unit_masks(weights, permanent, target, due)
+            self._unit_target = target
+        elif prune:
             permanent = self.criterion.masks(
                 weights,
                 permanent,
@@ -365,6 +393,19 @@ class AnnealedPruning(keras.callbacks.Callback):
             self._temporary_in_masks = self.temporary.active(due, self._total_steps)
         self._record(permanent)
 
+    def _unit_masks(self, weights, permanent, target, step):
+        """Whole units removed (output layers excepted); their biases zeroed."""
+        scores = self.criterion.scores(weights, permanent, step)
+        masks = unit_pruning.unit_masks(scores, permanent, target, self._unit_axes)
+        masks = [old if output else new for old, new, output in zip(permanent, masks, self._outputs)]
+        for bias, mask, axes in zip(self._unit_biases, masks, self._unit_axes):
+            if bias is not None and np.ndim(mask) >= 2:
+                dead = ~mask.reshape(-1, int(np.prod(mask.shape[mask.ndim - axes:]))).any(axis=0)
+                if dead.any():
+                    value = ops.convert_to_numpy(bias)
+                    bias.assign(np.where(dead, 0, value).astype(value.dtype))
+        return masks
+
     def _weights_are_finite(self, weights, step):
         for name, weight in zip(self._names, weights):
             if not np.all(np.isfinite(weight)):
@@ -392,6 +433,12 @@ class AnnealedPruning(keras.callbacks.Callback):
         ]
         self._owners = [layer.name for layer in self._layers for _ in layer.masks]
         self._unit_axes = [axes for layer in self._layers for axes in layer.unit_axes]
+        self._unit_biases = [bias for layer in self._layers for bias in layer.unit_biases]
+        outputs = {id(tensor) for tensor in (getattr(self.model, "outputs", None) or [])}
+        self._outputs = [
+            _produces(layer, outputs) for layer in self._layers for _ in layer.masks
+        ]
+        self._unit_target = 0.0
         self._permanent = [ops.convert_to_numpy(mask) for mask in self._masks]
         self._initial = [mask.copy() for mask in self._permanent]
         self._check_reachable()
@@ -405,7 +452,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         self.allocation.check(sizes, self._final_sparsity, capacities)
         total, room = sum(sizes.values()), sum(capacities.values())
         target = masking.pruned_count(self._final_sparsity, total)
-        if target > room:
+        if target > room and self.granularity == "weight":
             raise ValueError(
                 f"Final sparsity {self._final_sparsity:g} prunes {target} of the "
                 f"{total} prunable weights, but {total - room} must stay to keep every "
@@ -460,6 +507,14 @@ class BudgetStop:
             f"{self.max_drop:g}: {restored} are back and the sparsity is held at "
             f"{self.sparsity:.4f} for the rest of training."
         )
+
+
+def _produces(layer, tensors):
+    """Whether `layer`'s output is one of `tensors` (by id); False if unknown."""
+    try:
+        return id(layer.output) in tensors
+    except (AttributeError, ValueError):
+        return False
 
 
 def _check_instance(name, value, cls):

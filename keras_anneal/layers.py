@@ -6,6 +6,7 @@ reports) reads and writes masks through this layer and nothing else.
 
 import contextlib
 import inspect
+import math
 import threading
 
 import keras
@@ -362,6 +363,21 @@ class Masked(keras.layers.Wrapper):
             2 if isinstance(owner, _DEPTHWISE) or attribute.lstrip("_") == "depthwise_kernel" else 1
             for owner, attribute in self._slots
         ]
+
+    @property
+    def unit_biases(self):
+        """Per prunable weight, the bias of its output units (or None).
+
+        The owner's `bias` when the weight is its kernel and the bias has one
+        value per unit, so that removing a unit can take its bias along.
+        """
+        biases = []
+        for (owner, attribute), variable, axes in zip(self._slots, self._variables, self.unit_axes):
+            bias = getattr(owner, "bias", None) if "kernel" in attribute else None
+            units = math.prod(variable.shape[len(variable.shape) - axes:])
+            fits = bias is not None and tuple(bias.shape) == (units,)
+            biases.append(bias if fits else None)
+        return biases
 
     @property
     def masks(self):

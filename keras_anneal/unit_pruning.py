@@ -65,3 +65,38 @@ def units_to_remove(significance, alive, sparsity):
     remove = np.zeros(alive.size, dtype=bool)
     remove[order[:n_remove]] = True
     return remove
+
+
+def unit_masks(scores, masks, sparsity, unit_axes=None):
+    """Masks removing whole output units: `floor(s * units)` per tensor.
+
+    A unit (an index of the last `unit_axes` axes: a Dense unit, a
+    convolution filter) scores the sum of its kept weights' scores (with
+    `|w|`, the L1 norm of its incoming weights); the lowest-scoring units
+    lose every incoming weight. Units already dead stay dead and count;
+    every tensor keeps at least one unit. Tensors of fewer than 2 axes are
+    left as they are.
+
+    Example:
+
+    >>> w = np.array([[1.0, 0.1, 2.0], [1.0, 0.2, -3.0]])  # 3 units, L1 2, 0.3, 5
+    >>> unit_masks([np.abs(w)], [np.ones_like(w)], 0.34)[0]
+    array([[1., 0., 1.],
+           [1., 0., 1.]], dtype=float32)
+    """
+    unit_axes = unit_axes or [1] * len(scores)
+    new_masks = []
+    for score, mask, axes in zip(scores, masks, unit_axes):
+        mask = np.asarray(mask, dtype=np.float32)
+        if mask.ndim < 2:
+            new_masks.append(mask.copy())
+            continue
+        units = math.prod(mask.shape[mask.ndim - axes:])
+        flat_mask = mask.reshape(-1, units)
+        flat_score = np.asarray(score, dtype=np.float64).reshape(-1, units) * (flat_mask != 0)
+        alive = flat_mask.any(axis=0)
+        remove = units_to_remove(flat_score.sum(axis=0), alive, sparsity)
+        flat_mask = flat_mask.copy()
+        flat_mask[:, remove] = 0.0
+        new_masks.append(flat_mask.reshape(mask.shape))
+    return new_masks

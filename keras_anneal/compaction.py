@@ -1,0 +1,272 @@
+"""`compact`: delete dead units, so a pruned model is physically smaller.
+
+A unit (a Dense unit, a convolution filter) is dead when every weight into
+it is pruned, or every weight out of it. `compact` rebuilds the model
+without such units: the producing layer loses its output units, the layers
+in between (activations, Dropout, BatchNormalization, pooling, Flatten)
+lose the channels, and the consuming layer loses the matching inputs. A
+unit with no inputs but a bias still outputs a constant; that constant,
+carried through the layers in between, is folded into the consumer's bias
+(exactly, for a Dense consumer or a convolution with `padding="valid"`;
+otherwise the unit stays).
+
+Supported today: Sequential models and Functional models that are one chain
+of layers. Units feeding anything else (residual adds, concatenations,
+layers it does not know) are kept, and a warning names those layers: never
+silently wrong.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_anneal.models import strip
+
+_PRODUCERS = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+_EXCLUDED_PRODUCERS = (
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv1D,
+    keras.layers.SeparableConv2D,
+)
+# Layers that act on each channel alone (or leave channels as they are).
+_PER_CHANNEL = (
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.ELU,
+    keras.layers.PReLU,
+    keras.layers.Dropout,
+    keras.layers.SpatialDropout1D,
+    keras.layers.SpatialDropout2D,
+    keras.layers.SpatialDropout3D,
+    keras.layers.GaussianNoise,
+    keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout,
+    keras.layers.BatchNormalization,
+    keras.layers.MaxPooling1D,
+    keras.layers.MaxPooling2D,
+    keras.layers.MaxPooling3D,
+    keras.layers.AveragePooling1D,
+    keras.layers.AveragePooling2D,
+    keras.layers.AveragePooling3D,
+    keras.layers.GlobalMaxPooling1D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.GlobalMaxPooling3D,
+    keras.layers.GlobalAveragePooling1D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalAveragePooling3D,
+)
+
+
+def compact(model):
+    """A plain Keras model without the dead units of `model`.
+
+    Its outputs equal the masked model's (within float rounding); Dense
+    layers have fewer units and convolutions fewer filters where whole units
+    were pruned (see `AnnealedPruning(granularity="unit")`). Layers whose
+    units could not be removed are named in a `UserWarning`.
+
+    Args:
+        model: a Sequential or Functional `keras.Model`, with `Masked`
+            layers or already stripped.
+
+    Returns:
+        A new `keras.Model` with no keras-anneal layer in it.
+
+    Example:
+
+    >>> model = keras_anneal.prune_model(keras.Sequential([keras.Input((4,)),
+    ...     keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2)]))
+    >>> hidden = model.layers[0]
+    >>> mask = np.ones((4, 8)); mask[:, :5] = 0
+    >>> hidden.set_masks([mask])
+    >>> compact(model).layers[0].units
+    3
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            f"Argument `model` must be a keras.Model. Received: model={model!r} "
+            f"of type {type(model).__name__}"
+        )
+    plain = strip(model)
+    chain = _chain(plain)
+    if chain is None:
+        warnings.warn(
+            f"compact: model '{model.name}' is not a single chain of layers (it has "
+            "branches: residual adds or concatenations), which compaction does not "
+            "handle yet; it is returned stripped but not compacted.",
+            UserWarning,
+            stacklevel=2,
+        )
+        return plain
+    plan = _plan(chain)
+    return _rebuild(plain, chain, plan)
+
+
+def _chain(model):
+    """The model's layers in order if it is one chain, else None."""
+    if isinstance(model, keras.Sequential):
+        return list(model.layers)
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        return None
+    layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
+    previous = model.inputs[0]
+    for layer in layers:
+        nodes = layer._inbound_nodes
+        if len(nodes) != 1 or len(nodes[0].input_tensors) != 1:
+            return None
+        if nodes[0].input_tensors[0] is not previous:
+            return None
+        previous = nodes[0].output_tensors[0]
+    return layers if previous is model.outputs[0] else None
+
+
+def _is_producer(layer):
+    return isinstance(layer, _PRODUCERS) and not isinstance(layer, _EXCLUDED_PRODUCERS) and (
+        getattr(layer, "groups", 1) == 1 and getattr(layer, "data_format", "channels_last")
+        == "channels_last"
+    )
+
+
+def _plan(chain):
+    """Per producer index: the boolean array of its units to keep, and folds.
+
+    Returns a dict `index -> keep` and a dict `consumer index -> bias delta`,
+    plus the layers left as they are, under "kept".
+    """
+    keep, folds, left = {}, {}, []
+    producers = [i for i, layer in enumerate(chain) if _is_producer(layer)]
+    for index in producers:
+        layer = chain[index]
+        units = layer.kernel.shape[-1]
+        between, consumer = [], None
+        for j in range(index + 1, len(chain)):
+            if _is_producer(chain[j]):
+                consumer = j
+                break
+            between.append(j)
+        if consumer is None:
+            continue  # The last producer makes the outputs: its units stay.
+        unsupported = [
+            chain[j] for j in between
+            if not isinstance(chain[j], _PER_CHANNEL + (keras.layers.Flatten,))
+        ]
+        flattened = any(isinstance(chain[j], keras.layers.Flatten) for j in between)
+        target = chain[consumer]
+        if unsupported or (flattened and not isinstance(target, keras.layers.Dense)):
+            left.append(layer.name)
+            continue
+        kernel = ops.convert_to_numpy(layer.kernel)
+        next_kernel = ops.convert_to_numpy(target.kernel)
+        if flattened:  # Rows of the Dense kernel: (positions..., channels) flattened.
+            outgoing = np.moveaxis(next_kernel.reshape(-1, units, next_kernel.shape[-1]), 1, 0)
+        else:
+            outgoing = np.moveaxis(next_kernel, -2, 0)
+        no_output = ~np.any(outgoing.reshape(units, -1) != 0, axis=1)
+        no_input = ~np.any(kernel.reshape(-1, units) != 0, axis=0)
+        constant = no_input & ~no_output
+        removable = no_output.copy()
+        if constant.any():
+            delta = _folded_bias(chain, index, between, consumer, constant)
+            if delta is not None:
+                removable |= constant
+                folds[consumer] = folds.get(consumer, 0.0) + delta
+        if removable.all():
+            removable[np.argmax(~no_output) if (~no_output).any() else 0] = False
+        if removable.any():
+            keep[index] = ~removable
+        if constant.any() and not (removable & constant).any():
+            left.append(layer.name)
+    return {"keep": keep, "folds": folds, "left": left}
+
+
+def _folded_bias(chain, index, between, consumer, constant):
+    """The consumer's bias change that replaces the constant units, or None."""
+    layer, target = chain[index], chain[consumer]
+    if not isinstance(target, keras.layers.Dense) and target.padding != "valid":
+        return None  # Zero padding would make the constant map uneven at the borders.
+    if not layer.use_bias:
+        return None
+    shape = (1,) + tuple(layer.output.shape[1:])
+    bias = np.where(constant, ops.convert_to_numpy(layer.bias), 0.0)
+    x = layer.activation(ops.convert_to_tensor(np.broadcast_to(bias, shape).astype("float32")))
+
+    def only_constant(x):  # Other channels are zero; BatchNormalization shifts them.
+        return ops.where(ops.convert_to_tensor(np.broadcast_to(constant, tuple(x.shape))), x, 0.0)
+
+    x = only_constant(x)
+    for j in between:
+        if isinstance(chain[j], keras.layers.Flatten):
+            x = ops.reshape(only_constant(x), (1, -1))
+        else:
+            x = chain[j](x, training=False)
+    if not any(isinstance(chain[j], keras.layers.Flatten) for j in between):
+        x = only_constant(x)
+    if isinstance(target, keras.layers.Dense):
+        out = ops.matmul(x, target.kernel)
+    else:
+        out = target.convolution_op(x, target.kernel)
+    out = ops.convert_to_numpy(out)
+    return out.reshape(-1, out.shape[-1])[0]
+
+
+def _rebuild(plain, chain, plan):
+    keep, folds = plan["keep"], plan["folds"]
+    channels = None  # Boolean keep-array of the current tensor's last axis, if narrowed.
+    flattened_from = None
+    new_layers, weights = [], []
+    for index, layer in enumerate(chain):
+        config = layer.get_config()
+        values = [np.asarray(ops.convert_to_numpy(w)) for w in layer.weights]
+        if _is_producer(layer):
+            kernel = values[0]
+            if channels is not None:
+                if flattened_from is not None:
+                    rows = np.broadcast_to(channels, flattened_from).reshape(-1)
+                    kernel = kernel[rows]
+                else:
+                    kernel = kernel[..., channels, :]
+            out_keep = keep.get(index)
+            if out_keep is not None:
+                kernel = kernel[..., out_keep]
+                config["units" if isinstance(layer, keras.layers.Dense) else "filters"] = int(
+                    out_keep.sum()
+                )
+            values[0] = kernel
+            if layer.use_bias:
+                bias = values[1] + (folds[index] if index in folds else 0.0)
+                values[1] = bias[out_keep] if out_keep is not None else bias
+            channels, flattened_from = out_keep, None
+        elif isinstance(layer, keras.layers.Flatten):
+            if channels is not None:
+                flattened_from = tuple(layer.input.shape[1:])
+        elif isinstance(layer, keras.layers.BatchNormalization) and channels is not None:
+            values = [v[channels] for v in values]
+        elif isinstance(layer, keras.layers.PReLU) and channels is not None:
+            values = [v[..., channels] for v in values]
+        new_layers.append(type(layer).from_config(config))
+        weights.append(values)
+    inputs = keras.Input(shape=tuple(plain.inputs[0].shape[1:]), dtype=plain.inputs[0].dtype)
+    if isinstance(plain, keras.Sequential):
+        compacted = keras.Sequential([inputs, *new_layers], name=plain.name)
+    else:
+        x = inputs
+        for layer in new_layers:
+            x = layer(x)
+        compacted = keras.Model(inputs, x, name=plain.name)
+    for layer, values in zip(new_layers, weights):
+        layer.set_weights(values)
+    if plan["left"]:
+        warnings.warn(
+            "compact: dead units of these layers were kept (a layer in between that "
+            f"compaction does not handle, or a constant it cannot fold): {plan['left']}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return compacted

@@ -1,0 +1,182 @@
+"""Issue 10: whole-unit annealing and `compact`, which deletes dead units."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_anneal
+from keras_anneal import schedules
+from keras_anneal._backend import sync_backend_state
+
+
+def set_dead(layer, units, axis=-1):
+    """Prunes every incoming weight of `units` of a `Masked` layer."""
+    mask = layer.get_masks()[0]
+    index = [slice(None)] * mask.ndim
+    index[axis] = units
+    mask[tuple(index)] = 0
+    layer.set_masks([mask])
+
+
+def same_outputs(model, compacted, x):
+    np.testing.assert_allclose(model.predict(x, verbose=0), compacted.predict(x, verbose=0),
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_dense_chain_loses_dead_units_and_keeps_its_outputs():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((6,)),
+        keras.layers.Dense(8, activation="relu", name="a"),
+        keras.layers.Dropout(0.5),
+        keras.layers.Dense(5, activation="tanh", name="b"),
+        keras.layers.Dense(3, name="out"),
+    ]))
+    a, b, out = keras_anneal.masked_layers(model)
+    set_dead(a, [0, 3, 4])
+    set_dead(b, [1])
+    compacted = keras_anneal.compact(model)
+    dense = [layer for layer in compacted.layers if isinstance(layer, keras.layers.Dense)]
+    assert [layer.units for layer in dense] == [5, 4, 3]
+    assert dense[1].kernel.shape == (5, 4)
+    assert not any(isinstance(layer, keras_anneal.Masked) for layer in compacted.layers)
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(16, 6)))
+
+
+def test_dead_unit_with_a_bias_is_folded_into_the_next_bias():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((6,)),
+        keras.layers.Dense(4, activation="relu", bias_initializer="ones", name="a"),
+        keras.layers.Dense(2, name="out"),
+    ]))
+    set_dead(model.layers[0], [2])  # Outputs relu(1) = 1 whatever the input.
+    compacted = keras_anneal.compact(model)
+    assert compacted.layers[0].units == 3
+    out = model.layers[1].layer
+    expected = keras.ops.convert_to_numpy(out.bias) + keras.ops.convert_to_numpy(out.kernel)[2]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(compacted.layers[1].bias), expected,
+                               rtol=1e-6)
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(16, 6)))
+
+
+def test_unit_with_no_outgoing_weight_goes_too():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((6,)), keras.layers.Dense(4, activation="relu"), keras.layers.Dense(2),
+    ]))
+    set_dead(model.layers[1], [1], axis=0)  # Unit 1 of the first layer feeds nothing.
+    compacted = keras_anneal.compact(model)
+    assert compacted.layers[0].units == 3
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(16, 6)))
+
+
+def conv_model(padding="valid"):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((12, 12, 2))
+    x = keras.layers.Conv2D(6, 3, name="c1", bias_initializer="ones")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("relu")(x)
+    x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Conv2D(5, 3, padding=padding, activation="relu", name="c2")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dropout(0.2)(x)
+    outputs = keras.layers.Dense(3, name="out")(x)
+    model = keras.Model(inputs, outputs)
+    # Non-trivial BatchNormalization statistics.
+    bn = model.layers[2]
+    bn.set_weights([w + np.random.default_rng(1).uniform(0.1, 0.5, w.shape) for w in bn.get_weights()])
+    return keras_anneal.prune_model(model)
+
+
+def test_conv_batchnorm_pool_flatten_dense_compacts_exactly():
+    model = conv_model()
+    c1, c2, out = keras_anneal.masked_layers(model)
+    set_dead(c1, [1, 4])  # Constant filters (bias 1, through BN and relu): folded.
+    set_dead(c2, [0, 2])
+    compacted = keras_anneal.compact(model)
+    convs = [layer for layer in compacted.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [layer.filters for layer in convs] == [4, 3]
+    bn = [layer for layer in compacted.layers if isinstance(layer, keras.layers.BatchNormalization)][0]
+    assert bn.gamma.shape == (4,)
+    dense = [layer for layer in compacted.layers if isinstance(layer, keras.layers.Dense)][0]
+    assert dense.kernel.shape == (3 * 3 * 3, 3)
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 12, 12, 2)))
+
+
+def test_constant_filter_before_same_padding_is_kept_and_reported():
+    model = conv_model(padding="same")
+    set_dead(keras_anneal.masked_layers(model)[0], [1])
+    with pytest.warns(UserWarning, match=r"dead units of these layers were kept.*c1"):
+        compacted = keras_anneal.compact(model)
+    assert compacted.get_layer("c1").filters == 6
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 12, 12, 2)))
+
+
+def test_residual_graph_is_reported_and_returned_stripped():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    x = keras.layers.Dense(6, activation="relu")(inputs)
+    x = keras.layers.Dense(6)(x) + inputs
+    model = keras_anneal.prune_model(keras.Model(inputs, keras.layers.Dense(2)(x)))
+    set_dead(keras_anneal.masked_layers(model)[0], [0, 1])
+    with pytest.warns(UserWarning, match="not a single chain.*not compacted"):
+        compacted = keras_anneal.compact(model)
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(16, 6)))
+
+
+def test_compacted_model_round_trips_through_keras_files(tmp_path):
+    model = conv_model()
+    set_dead(keras_anneal.masked_layers(model)[1], [0, 2])
+    compacted = keras_anneal.compact(model)
+    path = str(tmp_path / "compact.keras")
+    compacted.save(path)
+    loaded = keras.saving.load_model(path)
+    x = np.random.default_rng(0).normal(size=(4, 12, 12, 2))
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), compacted.predict(x, verbose=0), atol=1e-6)
+
+
+def test_unit_granularity_removes_exact_unit_counts_then_compacts():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((10,)),
+        keras.layers.Dense(20, activation="relu", name="a"),
+        keras.layers.Dense(10, activation="relu", name="b"),
+        keras.layers.Dense(3, name="out"),
+    ]))
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 10)).astype("float32"), rng.normal(size=(64, 3)).astype("float32")
+    schedule = schedules.FSA(0.5, end_fraction=0.5)
+    snapshots = []
+
+    def record(batch, logs):
+        sync_backend_state(model)  # JAX: the variables the step will run with.
+        snapshots.append([layer.get_masks()[0] for layer in keras_anneal.masked_layers(model)])
+
+    recorder = keras.callbacks.LambdaCallback(on_train_batch_begin=record)
+    pruning = keras_anneal.AnnealedPruning(schedule, frequency=2, granularity="unit")
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False, callbacks=[pruning, recorder])
+    for step, masks in enumerate(snapshots):
+        target = schedule(step - step % 2, 16)
+        a, b, out = masks
+        for mask in (a, b):
+            dead = ~mask.any(axis=0)
+            assert dead.sum() == int(np.floor(target * mask.shape[1] + 1e-9))
+            assert np.all(mask[:, ~dead] == 1)  # Whole units only.
+        assert np.all(out == 1)  # The outputs keep their units.
+    a_layer = keras_anneal.masked_layers(model)[0]
+    dead = ~a_layer.get_masks()[0].any(axis=0)
+    assert dead.sum() == 10
+    compacted = keras_anneal.compact(model)
+    assert [layer.units for layer in compacted.layers] == [10, 5, 3]
+    same_outputs(model, compacted, x)
+
+
+def test_unit_granularity_arguments_are_checked():
+    with pytest.raises(ValueError, match=r"`granularity`.*granularity='filter'"):
+        keras_anneal.AnnealedPruning(schedules.FSA(0.5), granularity="filter")
+    with pytest.raises(ValueError, match=r"`granularity`.*allocation='uniform'.*allocation='erk'"):
+        keras_anneal.AnnealedPruning(schedules.FSA(0.5), granularity="unit", allocation="erk")
+    with pytest.raises(TypeError, match=r"`model` must be a keras.Model.*model=3"):
+        keras_anneal.compact(3)
