@@ -9,8 +9,11 @@ separable convnet) and seed, trains:
 - `none`: Dropout removed, nothing added;
 - `<allocation>-s<sparsity>`: Dropout removed, every layer wrapped, and
   `AnnealedPruning(FSA(s, end_fraction=0.5), allocation=...)`;
-- `budget`: the published network, Dropout kept, plus the callback with an
-  accuracy budget of 0.1 point (`max_drop=0.001`, FSA to 0.95 as ceiling).
+- `budget`: the published network, Dropout kept, trained as `published`,
+  then fine-tuned as many epochs again with the callback and an accuracy
+  budget of 0.1 point against its own validation score (`max_drop=0.001`,
+  `reference=` that score; a linear ramp to 0.95 over 80% of the fine-tuning,
+  as a ceiling).
 
 Data: training on the first `--train` of the first 55,000 MNIST training
 images; every run records its accuracy on the validation split (the last
@@ -48,7 +51,7 @@ def variants():
                 "dropout": False, "allocation": allocation, "sparsity": sparsity,
             }
     # The callback's default allocation; the budget, not 0.95, sets the sparsity.
-    table["budget"] = {"dropout": True, "sparsity": 0.95, "max_drop": 0.001}
+    table["budget"] = {"dropout": True, "sparsity": 0.95, "max_drop": 0.001, "fine_tune": True}
     return table
 
 
@@ -116,22 +119,31 @@ def run(network, config, seed, data, args):
     model = build(network, config["dropout"])
     callbacks = [EpochTimer()]
     pruned = "sparsity" in config
+    fit = dict(x=x_train, y=y_train, batch_size=128, epochs=args.epochs,
+               validation_data=(x_val, y_val), verbose=0)
+    options = {"allocation": config["allocation"]} if "allocation" in config else {}
+    if config.get("fine_tune"):  # Dense training first; then pruning, within the budget.
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        options["reference"] = model.fit(**fit).history["val_accuracy"][-1]
     if pruned:
-        model = keras_anneal.prune_model(model)
-        options = {"allocation": config["allocation"]} if "allocation" in config else {}
+        model = keras_anneal.prune_model(model)  # A copy: a fresh optimizer, step 0.
+        if config.get("fine_tune"):  # A linear ramp: the budget is judged at each epoch end.
+            schedule = keras_anneal.schedules.PolynomialDecay(
+                final_sparsity=config["sparsity"], power=1, end_fraction=0.8)
+        else:
+            schedule = keras_anneal.schedules.FSA(config["sparsity"], end_fraction=0.5)
         callbacks.insert(0, keras_anneal.AnnealedPruning(
-            keras_anneal.schedules.FSA(config["sparsity"], end_fraction=0.5),
-            frequency=args.frequency, max_drop=config.get("max_drop"), **options,
-        ))
+            schedule, frequency=args.frequency, max_drop=config.get("max_drop"), **options))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    history = model.fit(x_train, y_train, batch_size=128, epochs=args.epochs,
-                        validation_data=(x_val, y_val), callbacks=callbacks, verbose=0)
+    history = model.fit(**fit, callbacks=callbacks)
+    # Evaluated after `fit`: the masks the model ends with (a budget may have restored some).
+    _, validation_accuracy = model.evaluate(x_val, y_val, batch_size=1024, verbose=0)
     _, test_accuracy = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
     report = keras_anneal.sparsity_report(model) if pruned else None
     record = {
         "network": network,
         "seed": seed,
-        "validation_accuracy": float(history.history["val_accuracy"][-1]),
+        "validation_accuracy": float(validation_accuracy),
         "test_accuracy": float(test_accuracy),
         "sparsity": report.sparsity if report else 0.0,
         "layer_sparsity": {row.name: row.sparsity for row in report.layers} if report else {},
@@ -141,6 +153,7 @@ def run(network, config, seed, data, args):
     if config.get("max_drop") is not None:
         stop = callbacks[0].budget_stop
         record["budget_stop"] = str(stop) if stop else "never left the budget"
+        record["reference"] = options["reference"]
     return record
 
 
