@@ -11,13 +11,14 @@ the network sheds its least useful connections while it trains:
 """
 
 from keras_anneal import allocation
+from keras_anneal import budget
 from keras_anneal import callbacks
 from keras_anneal import criteria
 from keras_anneal import masking
 from keras_anneal import schedules
 from keras_anneal import search
 from keras_anneal.callbacks import AnnealedPruning
-from keras_anneal.callbacks import BudgetStop
+from keras_anneal.budget import BudgetStop
 from keras_anneal.dropout_scaling import DropoutScaling
 from keras_anneal.callbacks import GeneticPruning
 from keras_anneal.callbacks import SimulatedAnnealingPruning
@@ -54,6 +55,7 @@ __all__ = [
     "SimulatedAnnealingPruning",
     "SparsityReport",
     "allocation",
+    "budget",
     "callbacks",
     "compact",
     "criteria",

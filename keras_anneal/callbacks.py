@@ -1,6 +1,5 @@
 """Callbacks that prune a model while it trains."""
 
-import dataclasses
 import math
 import warnings
 
@@ -10,6 +9,7 @@ from keras import ops
 
 from keras_anneal import _validation
 from keras_anneal import allocation as allocation_module
+from keras_anneal import budget as budget_module
 from keras_anneal import criteria
 from keras_anneal import masking
 from keras_anneal import reversible
@@ -101,8 +101,9 @@ class AnnealedPruning(keras.callbacks.Callback):
     Attributes:
         sparsity: the overall sparsity of the permanent masks.
         layer_sparsity: dict from `Masked` layer name to its sparsity.
-        budget_stop: a `BudgetStop` once the budget has held the sparsity,
-            else `None`.
+        budget: the `keras_anneal.budget.AccuracyBudget`, or `None`.
+        budget_stop: a `keras_anneal.budget.BudgetStop` once the budget has
+            held the sparsity, else `None`.
 
     Raises:
         TypeError: if `schedule` is not a pruning schedule, or `temporary`
@@ -161,17 +162,11 @@ class AnnealedPruning(keras.callbacks.Callback):
         self.allocation = allocation_module.get(allocation)
         self.granularity = _validation.check_choice("granularity", granularity, ("weight", "unit"))
         self.keep_units_connected = bool(keep_units_connected)
-        self.monitor = monitor
-        self.max_drop = None if max_drop is None else _validation.check_non_negative(
-            "max_drop", max_drop
-        )
-        self.reference = None if reference is None else _validation.check_real(
-            "reference", reference
-        )
-        mode = _validation.check_choice("mode", mode, ("auto", "min", "max"))
-        if mode == "auto":
-            mode = "min" if "loss" in str(monitor) or "error" in str(monitor) else "max"
-        self.mode = mode
+        self.budget = None
+        if max_drop is not None:
+            self.budget = budget_module.AccuracyBudget(monitor, max_drop, reference, mode)
+        else:  # Checked even unused, so that a typo fails here.
+            budget_module.AccuracyBudget(monitor, 0.0, reference, mode)
         self.criterion = criteria.get(criterion)
         if self.criterion.needs_data:
             raise ValueError(
@@ -221,8 +216,9 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._final_sparsity = self.schedule.final_sparsity
         self.budget_stop = None
         self._held = False
-        self._best = None
         self._within_budget = None  # Permanent masks at the last epoch end within it.
+        if self.budget is not None:
+            self.budget.reset()
         # Gathered at the first update, once every `on_train_begin` has run
         # (`BackupAndRestore` restores the masks there) and the first step
         # has built the layers of subclassed models.
@@ -255,7 +251,7 @@ class AnnealedPruning(keras.callbacks.Callback):
                 raise FloatingPointError(message)
             warnings.warn(message + " This update is skipped.", RuntimeWarning, stacklevel=2)
         else:
-            if self.max_drop is not None and not self._held:
+            if self.budget is not None and not self._held:
                 self._check_budget(epoch, logs or {})
             self._maybe_update(self._optimizer_step())
         if self._masks is None:
@@ -264,7 +260,7 @@ class AnnealedPruning(keras.callbacks.Callback):
             logs["sparsity"] = self.sparsity
             for name, value in self.layer_sparsity.items():
                 logs[f"sparsity/{name}"] = value
-            if self.max_drop is not None:
+            if self.budget is not None:
                 logs["sparsity_held"] = float(self._held)
 
     def _check_budget(self, epoch, logs):
@@ -273,28 +269,24 @@ class AnnealedPruning(keras.callbacks.Callback):
         Runs before the epoch-end update, so the masks compared are the ones
         the validation metric was measured with.
         """
-        value = logs.get(self.monitor)
+        monitor = self.budget.monitor
+        value = logs.get(monitor)
         if value is None:
             if self._within_budget is None:
                 if self._masks is not None:
                     self._write(self._initial)
                 raise ValueError(
                     f"Argument `monitor`: AnnealedPruning's accuracy budget watches "
-                    f"'{self.monitor}', which is not in the logs at the end of epoch "
+                    f"'{monitor}', which is not in the logs at the end of epoch "
                     f"{epoch + 1} (pass validation data to `fit`, or monitor one of "
                     f"{sorted(logs)}). The masks are back as they were. "
-                    f"Received: monitor={self.monitor!r}"
+                    f"Received: monitor={monitor!r}"
                 )
             return  # No validation this epoch (`validation_freq`): nothing to judge.
-        value = float(value)
-        sign = 1.0 if self.mode == "max" else -1.0
-        if self._best is None or sign * (value - self._best) > 0:
-            self._best = value
-        reference = self._best if self.reference is None else self.reference
-        drop = sign * (reference - value)
+        within, reference = self.budget.judge(float(value))
         if self._masks is None:
             self._gather()
-        if drop <= self.max_drop + 1e-12:
+        if within:
             self._within_budget = ([mask.copy() for mask in self._permanent], epoch)
             return
         masks, good_epoch = self._within_budget or (self._initial, None)
@@ -303,14 +295,14 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._temporary_in_masks = False
         self._record(self._permanent)
         self._held = True
-        self.budget_stop = BudgetStop(
+        self.budget_stop = budget_module.BudgetStop(
             epoch=epoch,
             restored_epoch=good_epoch,
             sparsity=self.sparsity,
-            monitor=self.monitor,
-            value=value,
+            monitor=monitor,
+            value=float(value),
             reference=reference,
-            max_drop=self.max_drop,
+            max_drop=self.budget.max_drop,
         )
         if self.params.get("verbose", 1):
             print(f"\nEpoch {epoch + 1}: AnnealedPruning: {self.budget_stop}")
@@ -472,41 +464,6 @@ class AnnealedPruning(keras.callbacks.Callback):
         for owner, group in per_layer.items():
             pruned, total = masking.count_pruned(group)
             self.layer_sparsity[owner] = pruned / total
-
-
-@dataclasses.dataclass(frozen=True)
-class BudgetStop:
-    """Why and where `AnnealedPruning`'s accuracy budget held the sparsity.
-
-    Attributes:
-        epoch: the epoch (0-based) whose metric left the budget.
-        restored_epoch: the epoch whose masks came back (None: those `fit`
-            started with).
-        sparsity: the overall sparsity held for the rest of `fit`.
-        monitor, value, reference, max_drop: the metric, its value at
-            `epoch`, the value the drop is measured from, and the budget.
-    """
-
-    epoch: int
-    restored_epoch: int
-    sparsity: float
-    monitor: str
-    value: float
-    reference: float
-    max_drop: float
-
-    def __str__(self):
-        restored = (
-            "the masks fit started with"
-            if self.restored_epoch is None
-            else f"the masks of epoch {self.restored_epoch + 1}"
-        )
-        return (
-            f"{self.monitor} = {self.value:.4f} is {abs(self.reference - self.value):.4f} "
-            f"from the reference {self.reference:.4f}, beyond the budget of "
-            f"{self.max_drop:g}: {restored} are back and the sparsity is held at "
-            f"{self.sparsity:.4f} for the rest of training."
-        )
 
 
 def _produces(layer, tensors):

@@ -290,7 +290,7 @@ def test_bad_budget_arguments_are_named():
         AnnealedPruning(schedules.FSA(0.5), max_drop=0.1, mode="up")
     with pytest.raises(TypeError, match=r"`reference`.*reference='high'"):
         AnnealedPruning(schedules.FSA(0.5), max_drop=0.1, reference="high")
-    assert AnnealedPruning(schedules.FSA(0.5), monitor="val_loss").mode == "min"
+    assert AnnealedPruning(schedules.FSA(0.5), monitor="val_loss", max_drop=0.1).budget.mode == "min"
 
 
 def test_per_layer_sparsity_reaches_the_logs_and_tensorboard(tmp_path):
