@@ -175,8 +175,9 @@ class LayerwiseOBS(PruningCriterion):
     inputs. The changed weights are written to the wrapped layer. See
     `keras_anneal.brain_surgeon` for the cost.
 
-    Use it with `keras_anneal.prune(model, LayerwiseOBS(), sparsity, data=x)`;
-    Dense layers only (convolutions are not supported yet).
+    Use it with `keras_anneal.prune(model, LayerwiseOBS(), sparsity, data=x)`
+    on Dense and Conv2D layers; a convolution is treated as a Dense layer
+    over its input patches (`x~` = a patch of `k_h k_w c_in` values).
 
     Args:
         damping: added to H's diagonal, times its mean diagonal, > 0.

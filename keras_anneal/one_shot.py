@@ -118,33 +118,68 @@ def _prune_with_data(model, layers, criterion, sparsity, allocation, data, batch
             f"Argument `allocation` must be 'uniform' (scope 'layer') for criterion "
             f"{criterion!r}, which prunes layer by layer. Received: allocation={allocation!r}"
         )
+    units = isinstance(criterion, criteria.NeuronSignificance)
+    supported = (keras.layers.Dense,) if units else (keras.layers.Dense, keras.layers.Conv2D)
     unsupported = [
         f"{layer.name} ({type(layer.layer).__name__})"
         for layer in layers
-        if not isinstance(layer.layer, keras.layers.Dense)
+        if not (isinstance(layer.layer, supported) and _plain_kernel(layer.layer))
     ]
     if unsupported:
+        kinds = "Dense" if units else "Dense and Conv2D (channels_last, groups=1)"
         raise ValueError(
-            f"Criterion {criterion!r} prunes Dense layers only. Received `Masked` layers "
-            f"of other kinds: {unsupported}. Wrap only the Dense layers: "
-            "`prune_model(model, layers=[keras.layers.Dense])`."
+            f"Criterion {criterion!r} prunes {kinds} layers only. Received `Masked` layers "
+            f"of other kinds: {unsupported}. Wrap only those: "
+            f"`prune_model(model, layers=[{', '.join('keras.layers.' + c.__name__ for c in supported)}])`."
         )
-    if isinstance(criterion, criteria.NeuronSignificance):
+    if units:
         _remove_units(model, layers, criterion, sparsity, data, batch_size)
         return
     inputs = _layer_tensors(model, layers, criterion, data, batch_size, "input")
     results = []
     for layer, layer_inputs in zip(layers, inputs):
-        dense = layer.layer
-        kernel = ops.convert_to_numpy(dense.kernel)
-        bias = ops.convert_to_numpy(dense.bias) if dense.use_bias else None
+        inner = layer.layer
+        kernel = ops.convert_to_numpy(inner.kernel)
+        bias = ops.convert_to_numpy(inner.bias) if inner.use_bias else None
         criteria._check_finite([kernel])
-        results.append(criterion.prune_layer(kernel, bias, layer.get_masks()[0], layer_inputs, sparsity))
+        mask = layer.get_masks()[0]
+        if isinstance(inner, keras.layers.Conv2D):  # A Dense layer over the input patches.
+            layer_inputs = _patches(inner, layer_inputs)
+        outputs = kernel.shape[-1]
+        mask, new_kernel, bias = criterion.prune_layer(
+            kernel.reshape(-1, outputs), bias, mask.reshape(-1, outputs), layer_inputs, sparsity
+        )
+        results.append((mask.reshape(kernel.shape), new_kernel.reshape(kernel.shape), bias))
     for layer, (mask, kernel, bias) in zip(layers, results):
         layer.layer.kernel.assign(kernel)
         if bias is not None:
             layer.layer.bias.assign(bias)
         layer.set_masks([mask])
+
+
+def _plain_kernel(layer):
+    """Whether a Dense/Conv2D kernel is one matrix over its inputs (or patches)."""
+    return getattr(layer, "groups", 1) == 1 and (
+        getattr(layer, "data_format", "channels_last") == "channels_last"
+    )
+
+
+def _patches(conv, inputs, max_rows=50000, seed=0):
+    """The input patches a Conv2D multiplies by its kernel, as rows `(kh kw c_in)`.
+
+    At most `max_rows` of them (sampled, seeded): enough for the Hessian.
+    """
+    patches = ops.image.extract_patches(
+        ops.convert_to_tensor(inputs),
+        size=conv.kernel_size,
+        strides=conv.strides,
+        dilation_rate=conv.dilation_rate,
+        padding=conv.padding,
+    )
+    rows = ops.convert_to_numpy(patches).reshape(-1, int(np.prod(conv.kernel.shape[:-1])))
+    if len(rows) > max_rows:
+        rows = rows[np.random.default_rng(seed).choice(len(rows), max_rows, replace=False)]
+    return rows
 
 
 def _layer_tensors(model, layers, criterion, data, batch_size, which):

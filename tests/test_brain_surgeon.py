@@ -77,11 +77,47 @@ def test_obs_bad_input_leaves_the_model_alone():
         keras_anneal.prune(model, "obs", sparsity=0.5, scope="global", data=np.ones((4, 12)))
     with pytest.raises(ValueError, match="`sparsity`.*sparsity=1.0"):
         keras_anneal.prune(model, "obs", sparsity=1.0, data=np.ones((4, 12)))
-    conv = keras_anneal.prune_model(keras.Sequential([
-        keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3), keras.layers.Flatten(), keras.layers.Dense(2)]))
-    with pytest.raises(ValueError, match="Dense layers only.*Conv2D"):
-        keras_anneal.prune(conv, "obs", sparsity=0.5, data=np.ones((4, 6, 6, 1)))
+    depthwise = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((6, 6, 1)), keras.layers.DepthwiseConv2D(3), keras.layers.Flatten(),
+        keras.layers.Dense(2)]))
+    with pytest.raises(ValueError, match="Dense and Conv2D.*layers only.*DepthwiseConv2D"):
+        keras_anneal.prune(depthwise, "obs", sparsity=0.5, data=np.ones((4, 6, 6, 1)))
     with pytest.raises(ValueError, match="work from the weights alone"):
         keras_anneal.AnnealedPruning(keras_anneal.schedules.FSA(0.5), criterion="obs")
     for old, new in zip(before, model.weights):
         np.testing.assert_array_equal(old, keras.ops.convert_to_numpy(new))
+
+
+def conv_model():
+    keras.utils.set_random_seed(0)
+    return keras.Sequential([
+        keras.Input((10, 10, 3)),
+        keras.layers.Conv2D(6, 3, activation="relu", name="c1"),
+        keras.layers.Conv2D(4, 3, strides=2, padding="same", name="c2"),
+        keras.layers.Flatten(), keras.layers.Dense(2, name="out")])
+
+
+def test_obs_on_convolutions_compensates_through_the_input_patches():
+    x = np.random.default_rng(0).normal(size=(32, 10, 10, 3)).astype("float32")
+    model = keras_anneal.prune_model(conv_model())
+    dense = keras_anneal.strip(model)
+    report = keras_anneal.prune(model, "obs", sparsity=0.6, data=x)
+    assert [row.pruned for row in report.layers][:2] == [math.floor(0.6 * 162), math.floor(0.6 * 216)]
+    c2 = model.get_layer("masked_c2")
+    c2_input = keras.Model(model.inputs, c2.input).predict(x, verbose=0)
+
+    original = dense.get_layer("c2")  # The weights before pruning.
+
+    def c2_error(kernel, bias):
+        after = original.convolution_op(c2_input, kernel) + bias
+        return np.mean((keras.ops.convert_to_numpy(original(c2_input))
+                        - keras.ops.convert_to_numpy(after)) ** 2)
+
+    mask = c2.get_masks()[0]
+    compensated = c2_error(keras.ops.convert_to_numpy(c2.layer.kernel) * mask,
+                           keras.ops.convert_to_numpy(c2.layer.bias))
+    plain_removal = c2_error(keras.ops.convert_to_numpy(original.kernel) * mask,
+                             keras.ops.convert_to_numpy(original.bias))
+    assert compensated < plain_removal
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)),
+                               keras.ops.convert_to_numpy(keras_anneal.strip(model)(x)), atol=1e-5)
