@@ -56,7 +56,8 @@ def test_layer_scope_prunes_exact_count_per_layer(sparsity):
     model = pruned_mlp()
     x, y = regression_data()
     pruning = AnnealedPruning(
-        schedules.ConstantSparsity(sparsity), frequency=2, keep_units_connected=False
+        schedules.ConstantSparsity(sparsity), frequency=2, allocation="uniform",
+        keep_units_connected=False,
     )
     model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[pruning])
     masks = all_masks(model)
@@ -95,7 +96,7 @@ def test_pruning_is_cumulative_and_follows_the_schedule():
     schedule = schedules.FSA(final_sparsity=0.8, mu=2.0, end_fraction=0.75)
     recorder = MaskRecorder()
     history = model.fit(x, y, batch_size=8, epochs=4, verbose=0, shuffle=False,
-                        callbacks=[AnnealedPruning(schedule, frequency=3), recorder])
+                        callbacks=[AnnealedPruning(schedule, frequency=3, allocation="uniform"), recorder])
     total_steps = 4 * 8
     # Step `s` (0-based) runs with the masks of the last update due, at the
     # largest multiple of `frequency` <= s.

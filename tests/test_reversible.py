@@ -83,7 +83,7 @@ def test_annealed_pruning_with_regrowth_keeps_the_final_sparsity_and_moves_masks
             seen.append(self.model.get_layer("masked_hidden").get_masks()[0].copy())
 
     pruning = keras_anneal.AnnealedPruning(
-        keras_anneal.schedules.ConstantSparsity(0.5), frequency=2,
+        keras_anneal.schedules.ConstantSparsity(0.5), frequency=2, allocation="uniform",
         regrowth=Regrowth(fraction=0.3, end_fraction=0.9))
     keras.utils.set_random_seed(0)
     model = keras_anneal.prune_model(small_mlp())
@@ -97,7 +97,7 @@ def test_annealed_pruning_with_regrowth_keeps_the_final_sparsity_and_moves_masks
 
 def test_annealed_pruning_with_temporary_removal_ends_on_the_permanent_masks():
     pruning = keras_anneal.AnnealedPruning(
-        keras_anneal.schedules.ConstantSparsity(0.5), frequency=1,
+        keras_anneal.schedules.ConstantSparsity(0.5), frequency=1, allocation="uniform",
         temporary=TemporaryRemoval(fraction=0.5, duration=3, end_fraction=0.9))
     model, history = _fit(pruning)
     for layer in keras_anneal.masked_layers(model):

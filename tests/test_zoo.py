@@ -165,7 +165,8 @@ def test_zoo_model_prunes_trains_strips_saves_and_searches(name, tmp_path):
     np.testing.assert_allclose(predict(pruned, x), before, rtol=1e-3, atol=1e-3)
     pruned.compile(optimizer="adam", loss="mse", jit_compile=name == "jit_compile")
     pruned.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[
-        keras_anneal.AnnealedPruning(keras_anneal.schedules.ConstantSparsity(SPARSITY), frequency=2)
+        keras_anneal.AnnealedPruning(keras_anneal.schedules.ConstantSparsity(SPARSITY), frequency=2,
+                                     allocation="uniform")
     ])
 
     layers = keras_anneal.masked_layers(pruned)

@@ -1,0 +1,162 @@
+"""Does compaction make pruned models faster? Dense, masked and compacted, side by side.
+
+For LeNet-300-100 and the mnist_cnn convnet, trains each network with
+`AnnealedPruning(granularity="unit")` at several unit sparsities (whole
+units and filters removed; the output layer keeps its units), then measures
+for the dense model (same training, no pruning), the masked model and
+`keras_anneal.compact(model)`: parameters, multiply-accumulates (Dense and
+Conv layers), inference latency at batch 1 and batch 128 (median of
+`--calls` calls of `predict_on_batch`, after warm-up) and test accuracy.
+Choices are not made here; the test set only reports.
+
+    python benchmarks/compaction.py --data ../shared/datasets/mnist.npz
+    python benchmarks/compaction.py --data ../shared/datasets/mnist.npz --backend jax
+    python benchmarks/compaction.py --train 2000 --epochs 1 --calls 5 --name smoke
+
+Writes benchmarks/results/<name>_<backend>.json and .md.
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+SPARSITIES = (0.5, 0.75, 0.9)
+
+
+def build(network):
+    import keras
+    from keras import layers
+
+    if network == "lenet_300_100":
+        return keras.Sequential([
+            keras.Input((28, 28, 1)), layers.Flatten(),
+            layers.Dense(300, activation="relu"), layers.Dense(100, activation="relu"),
+            layers.Dense(10, activation="softmax"),
+        ], name=network)
+    return keras.Sequential([  # mnist_cnn without Dropout.
+        keras.Input((28, 28, 1)),
+        layers.Conv2D(32, 3, activation="relu"), layers.Conv2D(64, 3, activation="relu"),
+        layers.MaxPooling2D(2), layers.Flatten(),
+        layers.Dense(128, activation="relu"), layers.Dense(10, activation="softmax"),
+    ], name=network)
+
+
+def multiply_accumulates(model):
+    """Multiply-accumulates of one example's Dense and Conv layers (masks ignored)."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        if isinstance(inner, keras.layers.Dense):
+            total += int(inner.kernel.shape[0]) * int(inner.kernel.shape[1])
+        elif isinstance(inner, keras.layers.Conv2D):
+            out = layer.output.shape
+            total += int(out[1]) * int(out[2]) * _size(inner.kernel.shape)
+    return total
+
+
+def _size(shape):
+    size = 1
+    for dim in shape:
+        size *= int(dim)
+    return size
+
+
+def latency(model, x, calls):
+    """Median seconds of `predict_on_batch(x)` over `calls` calls, after 3 warm-up calls."""
+    for _ in range(3):
+        model.predict_on_batch(x)
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        model.predict_on_batch(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", help="local mnist.npz; downloads MNIST if omitted")
+    parser.add_argument("--backend", choices=["tensorflow", "jax", "torch"])
+    parser.add_argument("--networks", nargs="+", default=["lenet_300_100", "mnist_cnn"])
+    parser.add_argument("--sparsities", type=float, nargs="+", default=list(SPARSITIES))
+    parser.add_argument("--train", type=int, default=20000)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--name", default="compaction")
+    parser.add_argument("--output-dir", default=os.path.join(HERE, "results"))
+    args = parser.parse_args(argv)
+    if args.backend:
+        os.environ["KERAS_BACKEND"] = args.backend
+    import keras
+    from _common import environment
+    from _common import write_results
+
+    import keras_anneal
+
+    (x, y), (x_test, y_test) = keras_anneal.load_mnist(args.data)
+    x = (x[: args.train, ..., None] / 255.0).astype("float32")
+    y = y[: args.train]
+    x_test = (x_test[..., None] / 255.0).astype("float32")
+    results = {"settings": {k: v for k, v in vars(args).items() if k != "data"},
+               **environment(), "rows": []}
+    for network in args.networks:
+        for sparsity in [0.0] + args.sparsities:
+            keras.utils.set_random_seed(0)
+            model = keras_anneal.prune_model(build(network))
+            model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            callbacks = [keras_anneal.AnnealedPruning(
+                keras_anneal.schedules.FSA(sparsity, end_fraction=0.5), frequency=10,
+                granularity="unit")] if sparsity else []
+            model.fit(x, y, batch_size=128, epochs=args.epochs, verbose=0, callbacks=callbacks)
+            variants = {"masked": model, "compacted": keras_anneal.compact(model)}
+            if not sparsity:
+                variants = {"dense": keras_anneal.strip(model)}
+            for kind, candidate in variants.items():
+                candidate.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+                _, accuracy = candidate.evaluate(x_test, y_test, batch_size=1024, verbose=0)
+                row = {
+                    "network": network, "unit_sparsity": sparsity, "model": kind,
+                    "parameters": int(candidate.count_params()),
+                    "macs": multiply_accumulates(candidate),
+                    "latency_batch_1": latency(candidate, x_test[:1], args.calls),
+                    "latency_batch_128": latency(candidate, x_test[:128], args.calls),
+                    "test_accuracy": float(accuracy),
+                }
+                results["rows"].append(row)
+                print(row, flush=True)
+            write_results(f"{args.name}_{keras.backend.backend()}", results, directory=args.output_dir)
+    write_table(results, os.path.join(args.output_dir, f"{args.name}_{keras.backend.backend()}.md"))
+
+
+def write_table(results, path):
+    rows = results["rows"]
+    dense = {r["network"]: r for r in rows if r["model"] == "dense"}
+    lines = [
+        f"Backend {results['backend']}; latencies are medians of {results['settings']['calls']} calls.",
+        "",
+        "| network | unit sparsity | model | parameters | MACs | × fewer MACs | batch 1 (ms) | "
+        "batch 128 (ms) | × faster (128) | test acc (%) |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        base = dense[r["network"]]
+        lines.append(
+            f"| {r['network']} | {r['unit_sparsity']:.0%} | {r['model']} | {r['parameters']:,} | "
+            f"{r['macs']:,} | {base['macs'] / r['macs']:.2f} | {1000 * r['latency_batch_1']:.2f} | "
+            f"{1000 * r['latency_batch_128']:.2f} | "
+            f"{base['latency_batch_128'] / r['latency_batch_128']:.2f} | "
+            f"{100 * r['test_accuracy']:.2f} |"
+        )
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
