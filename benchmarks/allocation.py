@@ -78,16 +78,21 @@ def build(network, dropout):
             layers.Dense(10, activation="softmax"),
         ], name="mlp")
     if network == "resnet":  # Two residual blocks with BatchNormalization.
+        # Momentum 0.9: with 0.99 the moving statistics lag a run this short
+        # (470 steps) and validation accuracy stalls near 70%.
+        def norm():
+            return layers.BatchNormalization(momentum=0.9)
+
         inputs = keras.Input((28, 28, 1))
         x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
-        x = layers.Activation("relu")(layers.BatchNormalization()(x))
+        x = layers.Activation("relu")(norm()(x))
         x = layers.MaxPooling2D(2)(x)
         for filters in (16, 32):
             shortcut = x if x.shape[-1] == filters else layers.Conv2D(filters, 1)(x)
             y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-            y = layers.Activation("relu")(layers.BatchNormalization()(y))
+            y = layers.Activation("relu")(norm()(y))
             y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
-            y = layers.BatchNormalization()(y)
+            y = norm()(y)
             x = layers.Activation("relu")(shortcut + y)
         x = layers.GlobalAveragePooling2D()(layers.MaxPooling2D(2)(x))
         outputs = layers.Dense(10, activation="softmax")(x)
