@@ -94,7 +94,10 @@ class AnnealedPruning(keras.callbacks.Callback):
             the incoming weights by default) losing every incoming weight
             and their bias set to 0; layers producing the model's outputs
             keep their units. `keras_anneal.compact` then deletes them.
-            Defaults to `"weight"`.
+            Or an N:M pattern such as `"2:4"`: once the plan reaches
+            `1 - N/M`, every block of M consecutive inputs of a unit keeps
+            its N best weights (the pattern sparse tensor cores run), and
+            the sparsity stays there. Defaults to `"weight"`.
         scope: the former name of `allocation`: `"layer"` (uniform) or
             `"global"`. Defaults to `None`.
 
@@ -160,7 +163,7 @@ class AnnealedPruning(keras.callbacks.Callback):
                 )
             allocation = scope
         self.allocation = allocation_module.get(allocation)
-        self.granularity = _validation.check_choice("granularity", granularity, ("weight", "unit"))
+        self.granularity, self._n_of_m = _check_granularity(granularity)
         self.keep_units_connected = bool(keep_units_connected)
         self.budget = None
         if max_drop is not None:
@@ -176,17 +179,17 @@ class AnnealedPruning(keras.callbacks.Callback):
             )
         self.temporary = _check_instance("temporary", temporary, reversible.TemporaryRemoval)
         self.regrowth = _check_instance("regrowth", regrowth, reversible.Regrowth)
-        if self.granularity == "unit":
+        if self.granularity != "weight":
             if type(self.allocation) is not allocation_module.Uniform:
                 raise ValueError(
-                    "Argument `granularity`: 'unit' removes floor(s * units) units of "
-                    "every layer, so it needs allocation='uniform'. Received: "
-                    f"granularity='unit', allocation={allocation!r}"
+                    f"Argument `granularity`: {self.granularity!r} prunes every layer alike, "
+                    "so it needs allocation='uniform'. Received: "
+                    f"granularity={self.granularity!r}, allocation={allocation!r}"
                 )
             if self.temporary is not None or self.regrowth is not None:
                 raise ValueError(
-                    "Argument `granularity`: 'unit' does not combine with `temporary` "
-                    "or `regrowth`. Received: granularity='unit'"
+                    f"Argument `granularity`: {self.granularity!r} does not combine with "
+                    f"`temporary` or `regrowth`. Received: granularity={self.granularity!r}"
                 )
         self.on_nonfinite = _validation.check_choice(
             "on_nonfinite", on_nonfinite, ("raise", "skip")
@@ -334,6 +337,9 @@ class AnnealedPruning(keras.callbacks.Callback):
         target = self.schedule(due, self._total_steps)
         if self.granularity == "unit":
             prune = target > self._unit_target
+        elif self._n_of_m:  # Once, when the plan reaches the pattern's sparsity.
+            n, m = self._n_of_m
+            prune = self._unit_target == 0.0 and target >= 1.0 - n / m - 1e-12
         else:
             prune = masking.pruned_count(target, self._total) > self._pruned
         if self.regrowth is not None and not prune and self._final_step is None:
@@ -354,6 +360,10 @@ class AnnealedPruning(keras.callbacks.Callback):
         permanent = self._permanent
         if prune and self.granularity == "unit":
             permanent = self._unit_masks(weights, permanent, target, due)
+            self._unit_target = target
+        elif prune and self._n_of_m:
+            scores = self.criterion.scores(weights, permanent, due)
+            permanent = masking.n_of_m_masks(scores, permanent, *self._n_of_m)
             self._unit_target = target
         elif prune:
             permanent = self.criterion.masks(
@@ -464,6 +474,21 @@ class AnnealedPruning(keras.callbacks.Callback):
         for owner, group in per_layer.items():
             pruned, total = masking.count_pruned(group)
             self.layer_sparsity[owner] = pruned / total
+
+
+def _check_granularity(value):
+    """`(granularity, (n, m) or None)`: "weight", "unit" or an "N:M" pattern."""
+    if value in ("weight", "unit"):
+        return value, None
+    parts = value.split(":") if isinstance(value, str) else []
+    if len(parts) == 2 and all(part.isdigit() for part in parts):
+        n, m = int(parts[0]), int(parts[1])
+        if 0 < n < m:
+            return value, (n, m)
+    raise ValueError(
+        "Argument `granularity` must be 'weight', 'unit' or an N:M pattern with "
+        f"0 < N < M, e.g. '2:4'. Received: granularity={value!r}"
+    )
 
 
 def _produces(layer, tensors):

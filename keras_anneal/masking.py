@@ -137,3 +137,37 @@ def magnitude_masks(weights, masks, sparsity, scope="layer"):
            [1., 0.]], dtype=float32)
     """
     return masks_from_scores([np.abs(w) for w in weights], masks, sparsity, scope)
+
+
+def n_of_m_masks(scores, masks, n, m):
+    """N:M masks: in every block of `m` consecutive inputs of a unit, the `n` best kept.
+
+    Blocks run along the second-to-last axis (a Dense kernel's inputs, a
+    convolution's input channels), as NVIDIA's 2:4 sparse tensor cores and
+    tfmot's `sparsity_m_by_n` expect. Pruning stays cumulative: a pruned
+    weight is never brought back, so a block may keep fewer than `n`.
+    Tensors of fewer than 2 axes, or whose input axis is not a multiple of
+    `m`, are left as they are.
+
+    Example:
+
+    >>> w = np.array([[0.1], [-3.0], [2.0], [0.5]])
+    >>> n_of_m_masks([np.abs(w)], [np.ones_like(w)], 2, 4)[0].ravel()
+    array([0., 1., 1., 0.], dtype=float32)
+    """
+    new_masks = []
+    for score, mask in zip(scores, masks):
+        mask = np.asarray(mask, dtype=np.float32)
+        if mask.ndim < 2 or mask.shape[-2] % m:
+            new_masks.append(mask.copy())
+            continue
+        moved = np.moveaxis(np.asarray(score, dtype=np.float64), -2, -1)
+        kept = np.moveaxis(mask, -2, -1) != 0
+        blocks = np.where(kept, moved, -np.inf).reshape(-1, m)
+        # Rank within each block: the n largest (ties to the lower index) stay.
+        order = np.argsort(-blocks, axis=1, kind="stable")
+        keep = np.zeros_like(blocks, dtype=bool)
+        np.put_along_axis(keep, order[:, :n], True, axis=1)
+        keep &= kept.reshape(-1, m)
+        new_masks.append(np.moveaxis(keep.reshape(moved.shape), -1, -2).astype(np.float32))
+    return new_masks

@@ -180,3 +180,22 @@ def test_unit_granularity_arguments_are_checked():
         keras_anneal.AnnealedPruning(schedules.FSA(0.5), granularity="unit", allocation="erk")
     with pytest.raises(TypeError, match=r"`model` must be a keras.Model.*model=3"):
         keras_anneal.compact(3)
+
+
+def test_two_of_four_keeps_two_weights_in_every_block_of_four_inputs():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((8,)), keras.layers.Dense(6, name="a"), keras.layers.Dense(2, name="out")]))
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 8)).astype("float32"), rng.normal(size=(32, 2)).astype("float32")
+    pruning = keras_anneal.AnnealedPruning(schedules.FSA(0.5, end_fraction=0.5), frequency=1,
+                                           granularity="2:4")
+    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[pruning])
+    a = keras_anneal.masked_layers(model)[0].get_masks()[0]  # (8, 6): blocks of 4 inputs.
+    assert np.all(a.reshape(2, 4, 6).sum(axis=1) == 2)
+    out = keras_anneal.masked_layers(model)[1].get_masks()[0]  # (6, 2): 6 % 4 != 0, left.
+    assert np.all(out == 1)
+    assert history.history["sparsity"][-1] == pytest.approx(24 / 60)
+    with pytest.raises(ValueError, match=r"`granularity`.*N:M.*granularity='4:2'"):
+        keras_anneal.AnnealedPruning(schedules.FSA(0.5), granularity="4:2")
