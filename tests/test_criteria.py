@@ -89,7 +89,8 @@ def test_annealed_pruning_takes_a_criterion(criterion):
     model.compile(optimizer="sgd", loss="mse")
     x, y = regression_data()
     model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[keras_anneal.AnnealedPruning(
-        keras_anneal.schedules.ConstantSparsity(0.5), frequency=4, criterion=criterion)])
+        keras_anneal.schedules.ConstantSparsity(0.5), frequency=4, criterion=criterion,
+        allocation="uniform")])
     hidden = model.get_layer("masked_hidden")
     (mask,) = hidden.get_masks()
     assert mask.size - mask.sum() == 64

@@ -37,7 +37,9 @@ def test_example_runs_end_to_end(mnist_file):
     # 8 steps of 128; the plan ends half-way, at step 4.
     report = keras_anneal.sparsity_report(model)
     assert report.total == 9216 * 128 + 128 * 10
-    assert [round(layer.sparsity, 3) for layer in report.layers] == [0.9, 0.9]
+    assert report.pruned == int(0.9 * report.total)  # Exact overall, LAMP across layers:
+    big, small = report.layers  # the 1.2 M-weight kernel gives more than the 1,280 one.
+    assert big.sparsity > 0.9 > small.sparsity
 
 
 def test_benchmark_writes_a_consistent_results_file(mnist_file, tmp_path):
