@@ -198,7 +198,7 @@ def _weight_tensor(layer, weight, score, mask, keep_units_connected, unit_axes):
         )
     score[~kept] = -np.inf
     reserved = 0
-    if keep_units_connected and score.ndim >= 2:
+    if keep_units_connected and score.ndim >= 2 and unit_axes > 0:
         units = score.reshape(-1, math.prod(score.shape[score.ndim - unit_axes:]))
         best = np.argmax(units, axis=0)  # Lowest index among ties.
         connected = np.flatnonzero(np.isfinite(units[best, np.arange(units.shape[1])]))
@@ -223,7 +223,7 @@ def layer_capacities(layers, masks, unit_axes=None, keep_units_connected=True):
     sizes, capacities = {}, {}
     for layer, mask, axes in zip(layers, masks, unit_axes):
         size, units = int(np.size(mask)), 0
-        if keep_units_connected and np.ndim(mask) >= 2:
+        if keep_units_connected and np.ndim(mask) >= 2 and axes > 0:
             units = math.prod(np.shape(mask)[-axes:])
         sizes[layer] = sizes.get(layer, 0) + size
         capacities[layer] = capacities.get(layer, 0) + size - units
@@ -443,13 +443,45 @@ class PerLayer(Allocation):
             if t.layer in self.sparsities:
                 wanted = masking.pruned_count((self.sparsities[t.layer] or 0.0) * ramp, t.size)
                 pinned[index] = min(max(wanted, t.lowest), t.highest)
-        if len(pinned) == len(tensors):  # Every layer named: their counts, made exact.
+        if len(pinned) == len(tensors):  # Every layer named: their counts, made exact
+            dense = {  # by the layers with a sparsity; those left dense stay so.
+                index: t.lowest for index, t in enumerate(tensors)
+                if self.sparsities[t.layer] is None
+            }
             kept = [t.size - pinned[index] for index, t in enumerate(tensors)]
-            return distribute(n_pruned, tensors, kept)
+            return distribute(n_pruned, tensors, kept, dense)
+        named = [i for i in pinned if self.sparsities[tensors[i].layer] is not None]
+        _fit_pinned(pinned, tensors, n_pruned, named)
         return distribute(n_pruned, tensors, [t.size for t in tensors], pinned)
 
     def get_config(self):
         return {"sparsities": dict(self.sparsities)}
+
+
+def _fit_pinned(pinned, tensors, n_pruned, adjustable):
+    """Moves pinned counts (within their bounds) so the free tensors can make the rest.
+
+    Each pinned count is floored on its own, so along a plan their sum can
+    outrun `n_pruned` by a weight or two; the free tensors must still be able
+    to keep what they have already pruned.
+    """
+    free = [t for index, t in enumerate(tensors) if index not in pinned]
+    low = n_pruned - sum(t.highest for t in free)  # The least the pinned must hold.
+    high = n_pruned - sum(t.lowest for t in free)  # The most they may hold.
+    excess = sum(pinned.values()) - high
+    for index in sorted(adjustable, key=lambda i: pinned[i] - tensors[i].lowest, reverse=True):
+        if excess <= 0:
+            break
+        step = min(excess, pinned[index] - tensors[index].lowest)
+        pinned[index] -= step
+        excess -= step
+    shortfall = low - sum(pinned.values())
+    for index in sorted(adjustable, key=lambda i: tensors[i].highest - pinned[i], reverse=True):
+        if shortfall <= 0:
+            break
+        step = min(shortfall, tensors[index].highest - pinned[index])
+        pinned[index] += step
+        shortfall -= step
 
 
 class _FromCallable(Allocation):

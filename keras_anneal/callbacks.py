@@ -17,6 +17,8 @@ from keras_anneal import schedules as schedules_module
 from keras_anneal import search
 from keras_anneal import unit_pruning
 from keras_anneal._backend import sync_backend_state
+from keras_anneal.layers import Masked
+from keras_anneal.layers import is_prunable
 from keras_anneal.models import masked_layers
 
 
@@ -281,7 +283,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         if value is None:
             if self._within_budget is None:
                 if self._masks is not None:
-                    self._write(self._initial)
+                    self._write(self._initial, self._initial_biases)
                 raise ValueError(
                     f"Argument `monitor`: AnnealedPruning's accuracy budget watches "
                     f"'{monitor}', which is not in the logs at the end of epoch "
@@ -294,10 +296,14 @@ class AnnealedPruning(keras.callbacks.Callback):
         if self._masks is None:
             self._gather()
         if within:
-            self._within_budget = ([mask.copy() for mask in self._permanent], epoch)
+            self._within_budget = (
+                [mask.copy() for mask in self._permanent], epoch, self._unit_bias_values()
+            )
             return
-        masks, good_epoch = self._within_budget or (self._initial, None)
-        self._write(masks)
+        masks, good_epoch, biases = self._within_budget or (
+            self._initial, None, self._initial_biases
+        )
+        self._write(masks, biases)
         self._permanent = [mask.copy() for mask in masks]
         self._temporary_in_masks = False
         self._record(self._permanent)
@@ -314,10 +320,20 @@ class AnnealedPruning(keras.callbacks.Callback):
         if self.params.get("verbose", 1):
             print(f"\nEpoch {epoch + 1}: AnnealedPruning: {self.budget_stop}")
 
-    def _write(self, masks):
+    def _write(self, masks, biases=None):
+        """Writes masks (and, for unit pruning, the biases it zeroed) back."""
         sync_backend_state(self.model)
         for variable, value in zip(self._masks, masks):
             variable.assign(value)
+        for variable, value in zip(self._unit_biases, biases or []):
+            if variable is not None and value is not None:
+                variable.assign(value)
+
+    def _unit_bias_values(self):
+        """The biases unit pruning zeroes, as NumPy (None unless `granularity="unit"`)."""
+        if self.granularity != "unit":
+            return None
+        return [None if bias is None else ops.convert_to_numpy(bias) for bias in self._unit_biases]
 
     def on_train_end(self, logs=None):
         if self._temporary_in_masks:  # Training ends on the permanent masks.
@@ -440,13 +456,12 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._owners = [layer.name for layer in self._layers for _ in layer.masks]
         self._unit_axes = [axes for layer in self._layers for axes in layer.unit_axes]
         self._unit_biases = [bias for layer in self._layers for bias in layer.unit_biases]
-        outputs = {id(tensor) for tensor in (getattr(self.model, "outputs", None) or [])}
-        self._outputs = [
-            _produces(layer, outputs) for layer in self._layers for _ in layer.masks
-        ]
+        producing = _output_producers(self.model)
+        self._outputs = [id(layer) in producing for layer in self._layers for _ in layer.masks]
         self._unit_target = 0.0
         self._permanent = [ops.convert_to_numpy(mask) for mask in self._masks]
         self._initial = [mask.copy() for mask in self._permanent]
+        self._initial_biases = self._unit_bias_values()
         self._check_reachable()
         self._record(self._permanent)
 
@@ -495,12 +510,30 @@ def _check_granularity(value):
     )
 
 
-def _produces(layer, tensors):
-    """Whether `layer`'s output is one of `tensors` (by id); False if unknown."""
-    try:
-        return id(layer.output) in tensors
-    except (AttributeError, ValueError):
-        return False
+def _output_producers(model):
+    """Ids of the `Masked` layers whose units are the model's outputs.
+
+    Walks back from each output through layers that hold no prunable weight
+    (activations, Dropout, BatchNormalization, reshapes); the `Masked`
+    layers reached there make the outputs, and keep their units.
+    """
+    found, seen = set(), set()
+    stack = list(getattr(model, "outputs", None) or [])
+    while stack:
+        history = getattr(stack.pop(), "_keras_history", None)
+        if history is None or id(history[0]) in seen:
+            continue
+        operation, node_index = history[0], history[1]
+        seen.add(id(operation))
+        if isinstance(operation, Masked):
+            found.add(id(operation))
+        elif isinstance(operation, keras.Model) and getattr(operation, "outputs", None):
+            stack.extend(operation.outputs)  # A nested model: through its own graph.
+        elif not is_prunable(operation):
+            nodes = getattr(operation, "_inbound_nodes", [])
+            if node_index < len(nodes):
+                stack.extend(nodes[node_index].input_tensors)
+    return found
 
 
 def _check_instance(name, value, cls):

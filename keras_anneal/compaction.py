@@ -62,6 +62,19 @@ _PER_CHANNEL = (
     keras.layers.GlobalAveragePooling2D,
     keras.layers.GlobalAveragePooling3D,
 )
+# Identities at inference: the only layers allowed between Flatten and Dense.
+_IDENTITY_AT_INFERENCE = (
+    keras.layers.Dropout,
+    keras.layers.GaussianNoise,
+    keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout,
+)
+_ACROSS_UNITS = ("softmax", "log_softmax")  # Activations that mix the units.
+
+
+def _mixes_units(layer):
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", "") in _ACROSS_UNITS
 
 
 def compact(model):
@@ -153,11 +166,18 @@ def _plan(chain):
             between.append(j)
         if consumer is None:
             continue  # The last producer makes the outputs: its units stay.
+        flat_at = next(
+            (j for j in between if isinstance(chain[j], keras.layers.Flatten)), None
+        )
+        flattened = flat_at is not None
         unsupported = [
             chain[j] for j in between
             if not isinstance(chain[j], _PER_CHANNEL + (keras.layers.Flatten,))
+            or (flattened and j > flat_at and not isinstance(chain[j], _IDENTITY_AT_INFERENCE))
+            or _mixes_units(chain[j])
         ]
-        flattened = any(isinstance(chain[j], keras.layers.Flatten) for j in between)
+        if _mixes_units(layer):
+            unsupported.append(layer)
         target = chain[consumer]
         if unsupported or (flattened and not isinstance(target, keras.layers.Dense)):
             left.append(layer.name)
@@ -191,10 +211,9 @@ def _folded_bias(chain, index, between, consumer, constant):
     layer, target = chain[index], chain[consumer]
     if not isinstance(target, keras.layers.Dense) and target.padding != "valid":
         return None  # Zero padding would make the constant map uneven at the borders.
-    if not layer.use_bias:
-        return None
     shape = (1,) + tuple(layer.output.shape[1:])
-    bias = np.where(constant, ops.convert_to_numpy(layer.bias), 0.0)
+    bias = ops.convert_to_numpy(layer.bias) if layer.use_bias else np.zeros(constant.size)
+    bias = np.where(constant, bias, 0.0)
     x = layer.activation(ops.convert_to_tensor(np.broadcast_to(bias, shape).astype("float32")))
 
     def only_constant(x):  # Other channels are zero; BatchNormalization shifts them.
@@ -213,7 +232,10 @@ def _folded_bias(chain, index, between, consumer, constant):
     else:
         out = target.convolution_op(x, target.kernel)
     out = ops.convert_to_numpy(out)
-    return out.reshape(-1, out.shape[-1])[0]
+    delta = out.reshape(-1, out.shape[-1])[0]
+    if not target.use_bias and np.any(delta != 0):
+        return None  # A constant to fold, and no bias to fold it into.
+    return delta
 
 
 def _rebuild(plain, chain, plan):
@@ -241,7 +263,7 @@ def _rebuild(plain, chain, plan):
             values[0] = kernel
             if layer.use_bias:
                 bias = values[1] + (folds[index] if index in folds else 0.0)
-                values[1] = bias[out_keep] if out_keep is not None else bias
+                values[1] = (bias[out_keep] if out_keep is not None else bias).astype(values[1].dtype)
             channels, flattened_from = out_keep, None
         elif isinstance(layer, keras.layers.Flatten):
             if channels is not None:

@@ -37,6 +37,12 @@ _REGISTRY = {
 SUPPORTED_LAYERS = tuple(_REGISTRY)
 # Kernels whose last two axes index the output channels (input x multiplier).
 _DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+# Kernels `(..., filters, in_channels)`: their units are not trailing axes.
+_TRANSPOSED = (
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+)
 
 
 def register_prunable_layer(cls, weights):
@@ -356,11 +362,15 @@ class Masked(keras.layers.Wrapper):
         """Per prunable weight, how many trailing axes index its output units.
 
         1 for a kernel `(..., n_out)`; 2 for a depthwise kernel
-        `(k, k, n_in, multiplier)`, whose output channels are its last two axes.
+        `(k, k, n_in, multiplier)`, whose output channels are its last two
+        axes; 0 (units unknown: no unit guard, no unit pruning) for a
+        transposed convolution's `(..., filters, n_in)`.
         """
         self._require_built()
         return [
-            2 if isinstance(owner, _DEPTHWISE) or attribute.lstrip("_") == "depthwise_kernel" else 1
+            0 if isinstance(owner, _TRANSPOSED)
+            else 2 if isinstance(owner, _DEPTHWISE) or attribute.lstrip("_") == "depthwise_kernel"
+            else 1
             for owner, attribute in self._slots
         ]
 
@@ -373,7 +383,7 @@ class Masked(keras.layers.Wrapper):
         """
         biases = []
         for (owner, attribute), variable, axes in zip(self._slots, self._variables, self.unit_axes):
-            bias = getattr(owner, "bias", None) if "kernel" in attribute else None
+            bias = getattr(owner, "bias", None) if "kernel" in attribute and axes else None
             units = math.prod(variable.shape[len(variable.shape) - axes:])
             fits = bias is not None and tuple(bias.shape) == (units,)
             biases.append(bias if fits else None)

@@ -207,7 +207,7 @@ def sensitivity_scan(
             ceiling = 1.0 - 1e-12
             if keep_units_connected:  # At most all but one weight per unit.
                 units = sum(
-                    int(np.prod(w.shape[-axes:])) if w.ndim >= 2 else 0
+                    int(np.prod(w.shape[-axes:])) if w.ndim >= 2 and axes else 0
                     for w, axes in zip(weights, layer.unit_axes)
                 )
                 ceiling = (size - units) / size

@@ -88,7 +88,7 @@ def unit_masks(scores, masks, sparsity, unit_axes=None):
     new_masks = []
     for score, mask, axes in zip(scores, masks, unit_axes):
         mask = np.asarray(mask, dtype=np.float32)
-        if mask.ndim < 2:
+        if mask.ndim < 2 or axes == 0:
             new_masks.append(mask.copy())
             continue
         units = math.prod(mask.shape[mask.ndim - axes:])

@@ -356,3 +356,22 @@ def test_sensitivity_scan_plots(tmp_path):
     model, x, y = budget_problem()
     ax = keras_anneal.sensitivity_scan(model, x, y, sparsities=[0.5]).plot()
     assert ax.get_xlabel() == "sparsity of the layer alone" and len(ax.lines) == 2
+
+
+def test_per_layer_dict_keeps_none_layers_dense_when_every_layer_is_named():
+    w = [np.ones((10, 10)), np.ones((9, 11))]
+    masks = allocation.PerLayer({"a": None, "b": 0.5}).masks(
+        w, [np.ones_like(x) for x in w], 10 / 199, layers=["a", "b"], final_sparsity=0.25)
+    assert pruned_counts(masks) == [0, 10]
+
+
+def test_per_layer_dict_never_undoes_pruning_along_the_plan():
+    w = [np.ones((20, 25)), np.ones((20, 25))]
+    alloc, masks = allocation.PerLayer({"a": 0.8}), [np.ones((20, 25)), np.ones((20, 25))]
+    for sparsity in (8.85 / 1000, 10.05 / 1000, 0.2, 0.5):
+        new = alloc.masks(w, masks, sparsity, layers=["a", "b"], final_sparsity=0.5)
+        assert sum(pruned_counts(new)) == math.floor(sparsity * 1000 + 1e-9)
+        for before, after in zip(masks, new):
+            assert np.all(after[before == 0] == 0)
+        masks = new
+    assert pruned_counts(masks) == [400, 100]

@@ -199,3 +199,51 @@ def test_two_of_four_keeps_two_weights_in_every_block_of_four_inputs():
     assert history.history["sparsity"][-1] == pytest.approx(24 / 60)
     with pytest.raises(ValueError, match=r"`granularity`.*N:M.*granularity='4:2'"):
         keras_anneal.AnnealedPruning(schedules.FSA(0.5), granularity="4:2")
+
+
+def test_constant_unit_is_kept_when_the_consumer_has_no_bias_to_fold_into():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((6,)), keras.layers.Dense(4, activation="sigmoid", name="a"),
+        keras.layers.Dense(2, use_bias=False, name="out")]))
+    set_dead(model.layers[0], [0])  # Outputs sigmoid(0) = 0.5: nowhere to fold it.
+    with pytest.warns(UserWarning, match="kept.*masked_a|kept.*'a'"):
+        compacted = keras_anneal.compact(model)
+    assert compacted.layers[0].units == 4
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(16, 6)))
+
+
+def test_per_channel_layers_after_flatten_are_not_compacted_wrongly():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3, name="c"), keras.layers.Flatten(),
+        keras.layers.BatchNormalization(), keras.layers.Dense(2, name="out")]))
+    set_dead(model.layers[0], [1])
+    with pytest.warns(UserWarning, match="kept"):
+        compacted = keras_anneal.compact(model)
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 6, 6, 2)))
+
+
+def test_unit_granularity_keeps_the_units_of_a_layer_behind_a_softmax():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((10,)), keras.layers.Dense(12, activation="relu", name="a"),
+        keras.layers.Dense(4, name="logits"), keras.layers.Activation("softmax")]))
+    model.compile(optimizer="sgd", loss="categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 10)).astype("float32")
+    y = keras.utils.to_categorical(rng.integers(0, 4, 32), 4)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[keras_anneal.AnnealedPruning(
+        schedules.ConstantSparsity(0.5), frequency=1, granularity="unit")])
+    hidden, logits = (layer.get_masks()[0] for layer in keras_anneal.masked_layers(model))
+    assert (~hidden.any(axis=0)).sum() == 6 and np.all(logits.any(axis=0))
+
+
+def test_transposed_convolutions_are_left_out_of_the_unit_guard():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((4, 4, 2)), keras.layers.Conv2DTranspose(5, 3, name="t")]))
+    (layer,) = keras_anneal.masked_layers(model)
+    assert layer.unit_axes == [0] and layer.unit_biases == [None]
+    report = keras_anneal.prune(model, sparsity=0.95)  # No guard: 85 of 90 go.
+    assert report.pruned == 85
