@@ -20,9 +20,11 @@ def prune(
     data=None,
     batch_size=256,
     keep_units_connected=True,
+    rounds=1,
+    between_rounds=None,
     scope=None,
 ):
-    """Prunes a model's `Masked` layers in one shot, after training.
+    """Prunes a model's `Masked` layers in one shot (or a few rounds), after training.
 
     Prunes exactly `floor(s * N)` of the `N` prunable weights, split among
     the weight tensors by the allocation (`keras_anneal.allocation`), keeping
@@ -47,6 +49,11 @@ def prune(
             Defaults to 256.
         keep_units_connected: never prune an output unit's last incoming
             weight. Defaults to True.
+        rounds: reach `sparsity` in this many equal steps (`s * i / rounds`),
+            each computed from the weights the previous left. Defaults to 1.
+        between_rounds: called as `between_rounds(model)` after each round,
+            e.g. `lambda m: m.fit(x, y, epochs=1)` to retrain with the masks
+            fixed (seed 003's L-OBS with retraining). Defaults to `None`.
         scope: the former name of `allocation` (`"layer"` or `"global"`).
             Defaults to `None`.
 
@@ -78,10 +85,33 @@ def prune(
             "Argument `model` has no `keras_anneal.Masked` layer to prune. Wrap its "
             f"layers first: `keras_anneal.prune_model(model)`. Received: model '{model.name}'"
         )
+    rounds = _validation.check_step("rounds", rounds, positive=True)
+    if between_rounds is not None and not callable(between_rounds):
+        raise TypeError(
+            "Argument `between_rounds` must be a callable taking the model, or None. "
+            f"Received: between_rounds={between_rounds!r}"
+        )
+    if criterion.needs_data and data is None:
+        raise ValueError(
+            f"Argument `data` is required by criterion {criterion!r}: calibration inputs "
+            "(a validation split) to compute each layer's inputs. Received: data=None"
+        )
+    for index in range(1, rounds + 1):
+        target = sparsity * index / rounds
+        _prune_once(model, layers, criterion, target, allocation, data, batch_size,
+                    keep_units_connected)
+        if between_rounds is not None:
+            between_rounds(model)
+    return sparsity_report(model)
+
+
+def _prune_once(model, layers, criterion, sparsity, allocation, data, batch_size,
+                keep_units_connected):
+    """One round: every mask computed, then every mask set."""
     sync_backend_state(model)
     if criterion.needs_data:
         _prune_with_data(model, layers, criterion, sparsity, allocation, data, batch_size)
-        return sparsity_report(model)
+        return
     weights = [ops.convert_to_numpy(w) for layer in layers for w in layer.prunable_weights]
     masks = [mask for layer in layers for mask in layer.get_masks()]
     names = [layer.name for layer in layers for _ in layer.masks]
@@ -103,7 +133,6 @@ def prune(
     )
     for layer, chosen in [(layer, [next(new_masks) for _ in layer.masks]) for layer in layers]:
         layer.set_masks(chosen)
-    return sparsity_report(model)
 
 
 def _prune_with_data(model, layers, criterion, sparsity, allocation, data, batch_size):

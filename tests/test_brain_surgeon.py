@@ -121,3 +121,24 @@ def test_obs_on_convolutions_compensates_through_the_input_patches():
     assert compensated < plain_removal
     np.testing.assert_allclose(keras.ops.convert_to_numpy(model(x)),
                                keras.ops.convert_to_numpy(keras_anneal.strip(model)(x)), atol=1e-5)
+
+
+def test_obs_in_rounds_with_retraining_between_them():
+    x, _, _ = layer_data(3, d=12)
+    y = np.random.default_rng(4).normal(size=(len(x), 3)).astype("float32")
+    model = keras_anneal.prune_model(mlp())
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    seen = []
+
+    def retrain(m):
+        seen.append(keras_anneal.sparsity_report(m).pruned)
+        m.fit(x, y, epochs=1, verbose=0)
+
+    report = keras_anneal.prune(model, "obs", sparsity=0.6, data=x, rounds=3, between_rounds=retrain)
+    assert seen == [math.floor(0.2 * 96) + math.floor(0.2 * 24), math.floor(0.4 * 96) + math.floor(0.4 * 24),
+                    math.floor(0.6 * 96) + math.floor(0.6 * 24)]
+    assert report.pruned == seen[-1]
+    with pytest.raises(ValueError, match=r"`rounds`.*rounds=0"):
+        keras_anneal.prune(model, "obs", sparsity=0.6, data=x, rounds=0)
+    with pytest.raises(TypeError, match=r"`between_rounds`.*between_rounds=3"):
+        keras_anneal.prune(model, "obs", sparsity=0.6, data=x, between_rounds=3)
