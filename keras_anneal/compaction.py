@@ -11,7 +11,7 @@ carried through the layers in between, is folded into the consumer's bias
 otherwise the unit stays).
 
 Supported today: Sequential models and Functional models that are one chain
-of layers. Units feeding anything else (residual adds, concatenations,
+of layers, nested Sequential models included (the result is flat). Units feeding anything else (residual adds, concatenations,
 layers it does not know) are kept, and a warning names those layers: never
 silently wrong.
 """
@@ -123,9 +123,12 @@ def compact(model):
 
 
 def _chain(model):
-    """The model's layers in order if it is one chain, else None."""
+    """The model's layers in order if it is one chain, else None.
+
+    Nested Sequential models are opened: their layers join the chain.
+    """
     if isinstance(model, keras.Sequential):
-        return list(model.layers)
+        return _opened(model.layers)
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         return None
     layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
@@ -137,7 +140,18 @@ def _chain(model):
         if nodes[0].input_tensors[0] is not previous:
             return None
         previous = nodes[0].output_tensors[0]
-    return layers if previous is model.outputs[0] else None
+    return _opened(layers) if previous is model.outputs[0] else None
+
+
+def _opened(layers):
+    """`layers` with each nested Sequential model replaced by its own layers."""
+    opened = []
+    for layer in layers:
+        if isinstance(layer, keras.Sequential):
+            opened += _opened(layer.layers)
+        elif not isinstance(layer, keras.layers.InputLayer):
+            opened.append(layer)
+    return opened
 
 
 def _is_producer(layer):

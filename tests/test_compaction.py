@@ -247,3 +247,18 @@ def test_transposed_convolutions_are_left_out_of_the_unit_guard():
     assert layer.unit_axes == [0] and layer.unit_biases == [None]
     report = keras_anneal.prune(model, sparsity=0.95)  # No guard: 85 of 90 go.
     assert report.pruned == 85
+
+
+def test_nested_sequential_models_are_opened_and_compacted():
+    keras.utils.set_random_seed(0)
+    inner = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6, activation="relu", name="b")],
+                             name="inner")
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((5,)), keras.layers.Dense(8, activation="relu", name="a"), inner,
+        keras.layers.Dense(2, name="out")]))
+    a, b, out = keras_anneal.masked_layers(model)
+    set_dead(a, [1, 2])
+    set_dead(b, [0])
+    compacted = keras_anneal.compact(model)
+    assert [layer.units for layer in compacted.layers] == [6, 5, 2]
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(16, 5)))
