@@ -7,13 +7,15 @@ in between (activations, Dropout, BatchNormalization, pooling, Flatten)
 lose the channels, and the consuming layer loses the matching inputs. A
 unit with no inputs but a bias still outputs a constant; that constant,
 carried through the layers in between, is folded into the consumer's bias
-(exactly, for a Dense consumer or a convolution with `padding="valid"`;
-otherwise the unit stays).
+(exactly, for a Dense consumer or a convolution with `padding="valid"`, or
+when the constant is 0; otherwise the unit stays).
 
-Supported today: Sequential models and Functional models that are one chain
-of layers, nested Sequential models included (the result is flat). Units feeding anything else (residual adds, concatenations,
-layers it does not know) are kept, and a warning names those layers: never
-silently wrong.
+Sequential models and chains are compacted whole (nested Sequential models
+are opened: the result is flat). In Functional graphs with branches, each
+layer whose units reach a single consumer through per-channel layers is
+compacted (the inner convolution of a residual block); units that feed a
+residual add, a concatenation or a layer it does not know stay, and a
+warning names the layers with dead units it kept: never silently wrong.
 """
 
 import warnings
@@ -109,17 +111,110 @@ def compact(model):
         )
     plain = strip(model)
     chain = _chain(plain)
-    if chain is None:
+    if chain is not None:
+        return _rebuild(plain, chain, _plan(chain))
+    return _compact_graph(plain)
+
+
+def _segment(producer, outputs):
+    """`[producer, *per-channel layers, consumer]` if the producer's units reach
+    exactly one consumer, through layers used once, else None."""
+    segment, current = [producer], producer
+    while True:
+        nodes = current._inbound_nodes
+        if len(nodes) != 1 or id(nodes[0].output_tensors[0]) in outputs:
+            return None
+        following = [node.operation for node in current._outbound_nodes]
+        if len(following) != 1:
+            return None
+        current = following[0]
+        if len(current._inbound_nodes) != 1 or len(current._inbound_nodes[0].input_tensors) != 1:
+            return None
+        segment.append(current)
+        if _is_producer(current):
+            return segment
+        if not isinstance(current, _PER_CHANNEL + (keras.layers.Flatten,)):
+            return None
+
+
+def _compact_graph(plain):
+    """A Functional graph with branches: each producer whose units reach one
+    consumer through per-channel layers (e.g. the first convolution of a
+    residual block) is compacted; the rest (adds, concatenations) stays."""
+    outputs = {id(tensor) for tensor in plain.outputs}
+    specs = {}  # Layer name -> {"out": keep, "in": (keep, flat shape), "channels": keep, "fold": delta}
+    left = []
+    for layer in plain.layers:
+        if not _is_producer(layer):
+            continue
+        segment = _segment(layer, outputs)
+        if segment is None:
+            continue
+        plan = _plan(segment)
+        left += plan["left"]
+        keep = plan["keep"].get(0)
+        if keep is None:
+            continue
+        specs.setdefault(layer.name, {})["out"] = keep
+        flat_shape = None
+        for middle in segment[1:-1]:
+            if isinstance(middle, keras.layers.Flatten):
+                flat_shape = tuple(middle.input.shape[1:])
+            elif flat_shape is None:
+                specs.setdefault(middle.name, {})["channels"] = keep
+        consumer = specs.setdefault(segment[-1].name, {})
+        consumer["in"] = (keep, flat_shape)
+        if len(segment) - 1 in plan["folds"]:
+            consumer["fold"] = plan["folds"][len(segment) - 1]
+    transformed = {layer.name: _transform(layer, specs.get(layer.name, {})) for layer in plain.layers}
+
+    def rebuilt(layer):
+        if layer.name not in transformed:  # An operator node (`x + y`): stateless.
+            return layer
+        return type(layer).from_config(transformed[layer.name][0])
+
+    compacted = keras.models.clone_model(plain, clone_function=rebuilt)
+    for layer in compacted.layers:
+        if layer.name in transformed and layer.weights:
+            layer.set_weights(transformed[layer.name][1])
+    if left:
         warnings.warn(
-            f"compact: model '{model.name}' is not a single chain of layers (it has "
-            "branches: residual adds or concatenations), which compaction does not "
-            "handle yet; it is returned stripped but not compacted.",
+            "compact: dead units of these layers were kept (a layer in between that "
+            f"compaction does not handle, or a constant it cannot fold): {left}",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-        return plain
-    plan = _plan(chain)
-    return _rebuild(plain, chain, plan)
+    return compacted
+
+
+def _transform(layer, spec):
+    """`(config, weights)` of `layer` after the slicing `spec` asks for."""
+    config = layer.get_config()
+    values = [np.asarray(ops.convert_to_numpy(w)) for w in layer.weights]
+    if _is_producer(layer) and spec:
+        kernel = values[0]
+        if "in" in spec:
+            keep, flat_shape = spec["in"]
+            if flat_shape is not None:
+                kernel = kernel[np.broadcast_to(keep, flat_shape).reshape(-1)]
+            else:
+                kernel = kernel[..., keep, :]
+        out_keep = spec.get("out")
+        if out_keep is not None:
+            kernel = kernel[..., out_keep]
+            config["units" if isinstance(layer, keras.layers.Dense) else "filters"] = int(
+                out_keep.sum()
+            )
+        values[0] = kernel
+        if layer.use_bias:
+            bias = values[1] + spec.get("fold", 0.0)
+            values[1] = (bias[out_keep] if out_keep is not None else bias).astype(values[1].dtype)
+    elif "channels" in spec:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            values = [v[spec["channels"]] for v in values]
+        elif isinstance(layer, keras.layers.PReLU):
+            values = [v[..., spec["channels"]] for v in values]
+    return config, values
 
 
 def _chain(model):
@@ -223,8 +318,6 @@ def _plan(chain):
 def _folded_bias(chain, index, between, consumer, constant):
     """The consumer's bias change that replaces the constant units, or None."""
     layer, target = chain[index], chain[consumer]
-    if not isinstance(target, keras.layers.Dense) and target.padding != "valid":
-        return None  # Zero padding would make the constant map uneven at the borders.
     shape = (1,) + tuple(layer.output.shape[1:])
     bias = ops.convert_to_numpy(layer.bias) if layer.use_bias else np.zeros(constant.size)
     bias = np.where(constant, bias, 0.0)
@@ -241,6 +334,10 @@ def _folded_bias(chain, index, between, consumer, constant):
             x = chain[j](x, training=False)
     if not any(isinstance(chain[j], keras.layers.Flatten) for j in between):
         x = only_constant(x)
+    if not np.any(ops.convert_to_numpy(x)):  # The units output zeros: nothing to fold.
+        return np.zeros(target.kernel.shape[-1], dtype="float32")
+    if not isinstance(target, keras.layers.Dense) and target.padding != "valid":
+        return None  # Zero padding would make the constant map uneven at the borders.
     if isinstance(target, keras.layers.Dense):
         out = ops.matmul(x, target.kernel)
     else:

@@ -113,15 +113,38 @@ def test_constant_filter_before_same_padding_is_kept_and_reported():
     same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 12, 12, 2)))
 
 
-def test_residual_graph_is_reported_and_returned_stripped():
+def test_residual_block_compacts_its_inner_layer_and_leaves_the_add_alone():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(6, 3, padding="same", name="inner")(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.Activation("relu")(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="outer")(x)
+    x = keras.layers.Activation("relu")(x + inputs)  # Coupled with the input: stays.
+    branch = keras.layers.Conv2D(3, 1, name="side")(x)
+    x = keras.layers.Concatenate()([x, branch])
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras_anneal.prune_model(keras.Model(inputs, outputs))
+    set_dead(model.get_layer("masked_inner"), [1, 4])  # Outgoing weights still there.
+    # Bias 0 through a fresh BatchNormalization and relu: they output zeros.
+    model.get_layer("masked_inner").layer.bias.assign(np.zeros(6))
+    set_dead(model.get_layer("masked_outer"), [0])  # Feeds the add: must stay.
+    compacted = keras_anneal.compact(model)
+    assert compacted.get_layer("inner").filters == 4
+    assert compacted.get_layer("outer").kernel.shape == (3, 3, 4, 4)
+    assert compacted.get_layer("outer").filters == 4 and compacted.get_layer("side").filters == 3
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(4, 8, 8, 4)))
+
+
+def test_residual_dense_graph_compacts_what_feeds_one_consumer():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6,))
-    x = keras.layers.Dense(6, activation="relu")(inputs)
-    x = keras.layers.Dense(6)(x) + inputs
+    x = keras.layers.Dense(6, activation="relu", name="first")(inputs)
+    x = keras.layers.Dense(6, name="second")(x) + inputs
     model = keras_anneal.prune_model(keras.Model(inputs, keras.layers.Dense(2)(x)))
     set_dead(keras_anneal.masked_layers(model)[0], [0, 1])
-    with pytest.warns(UserWarning, match="not a single chain.*not compacted"):
-        compacted = keras_anneal.compact(model)
+    compacted = keras_anneal.compact(model)
+    assert compacted.get_layer("first").units == 4
     same_outputs(model, compacted, np.random.default_rng(0).normal(size=(16, 6)))
 
 
