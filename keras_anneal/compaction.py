@@ -149,6 +149,11 @@ def _compact_graph(plain):
             continue
         segment = _segment(layer, outputs)
         if segment is None:
+            kernel = ops.convert_to_numpy(layer.kernel)
+            dead = ~np.any(kernel.reshape(-1, kernel.shape[-1]) != 0, axis=0)
+            if dead.any() and not any(id(node.output_tensors[0]) in outputs
+                                      for node in layer._inbound_nodes):
+                left.append(layer.name)  # Dead units it cannot follow (an add, a concat).
             continue
         plan = _plan(segment)
         left += plan["left"]

@@ -129,7 +129,8 @@ def test_residual_block_compacts_its_inner_layer_and_leaves_the_add_alone():
     # Bias 0 through a fresh BatchNormalization and relu: they output zeros.
     model.get_layer("masked_inner").layer.bias.assign(np.zeros(6))
     set_dead(model.get_layer("masked_outer"), [0])  # Feeds the add: must stay.
-    compacted = keras_anneal.compact(model)
+    with pytest.warns(UserWarning, match=r"kept.*'outer'"):
+        compacted = keras_anneal.compact(model)
     assert compacted.get_layer("inner").filters == 4
     assert compacted.get_layer("outer").kernel.shape == (3, 3, 4, 4)
     assert compacted.get_layer("outer").filters == 4 and compacted.get_layer("side").filters == 3
