@@ -216,7 +216,7 @@ def test_model_requirements():
 def test_user_cost_is_minimised():
     model = trained_model()
     # A cost that rewards keeping weights: nothing is pruned.
-    result = search.simulated_annealing(model, *calibration(), iterations=10, verbose=0,
+    result = search.simulated_annealing(model, *calibration(), iterations=10, seed=0, verbose=0,
                                         cost=lambda evaluation: evaluation.sparsity)
     assert result.sparsity == 0.0
     assert result.evaluations == 1 + 2 * 11 + 1  # Baseline, 2 masks x (start + 10), final.
