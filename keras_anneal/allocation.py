@@ -189,13 +189,7 @@ class Allocation(ConfigMixin):
 def _weight_tensor(layer, weight, score, mask, keep_units_connected, unit_axes):
     score = np.array(score, dtype=np.float64)  # A copy: safe to write.
     kept = np.asarray(mask) != 0
-    if not np.all(np.isfinite(score[kept])):
-        bad = int(np.count_nonzero(~np.isfinite(score[kept])))
-        raise ValueError(
-            f"Scores of a weight tensor of layer '{layer}' hold {bad} non-finite values "
-            "(NaN or inf) among the kept weights; masks are never computed from them. "
-            "Received: a diverged weight or score."
-        )
+    masking.check_finite_scores(score, kept, f"a weight tensor of layer '{layer}'")
     score[~kept] = -np.inf
     reserved = 0
     if keep_units_connected and score.ndim >= 2 and unit_axes > 0:

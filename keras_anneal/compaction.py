@@ -357,39 +357,27 @@ def _folded_bias(chain, index, between, consumer, constant):
 def _rebuild(plain, chain, plan):
     keep, folds = plan["keep"], plan["folds"]
     channels = None  # Boolean keep-array of the current tensor's last axis, if narrowed.
-    flattened_from = None
-    new_layers, weights = [], []
+    flat_shape = None
+    specs = []
     for index, layer in enumerate(chain):
-        config = layer.get_config()
-        values = [np.asarray(ops.convert_to_numpy(w)) for w in layer.weights]
+        spec = {}
         if _is_producer(layer):
-            kernel = values[0]
             if channels is not None:
-                if flattened_from is not None:
-                    rows = np.broadcast_to(channels, flattened_from).reshape(-1)
-                    kernel = kernel[rows]
-                else:
-                    kernel = kernel[..., channels, :]
-            out_keep = keep.get(index)
-            if out_keep is not None:
-                kernel = kernel[..., out_keep]
-                config["units" if isinstance(layer, keras.layers.Dense) else "filters"] = int(
-                    out_keep.sum()
-                )
-            values[0] = kernel
-            if layer.use_bias:
-                bias = values[1] + (folds[index] if index in folds else 0.0)
-                values[1] = (bias[out_keep] if out_keep is not None else bias).astype(values[1].dtype)
-            channels, flattened_from = out_keep, None
+                spec["in"] = (channels, flat_shape)
+            if keep.get(index) is not None:
+                spec["out"] = keep[index]
+            if index in folds:
+                spec["fold"] = folds[index]
+            channels, flat_shape = keep.get(index), None
         elif isinstance(layer, keras.layers.Flatten):
             if channels is not None:
-                flattened_from = tuple(layer.input.shape[1:])
-        elif isinstance(layer, keras.layers.BatchNormalization) and channels is not None:
-            values = [v[channels] for v in values]
-        elif isinstance(layer, keras.layers.PReLU) and channels is not None:
-            values = [v[..., channels] for v in values]
-        new_layers.append(type(layer).from_config(config))
-        weights.append(values)
+                flat_shape = tuple(layer.input.shape[1:])
+        elif channels is not None and flat_shape is None:
+            spec["channels"] = channels
+        specs.append(spec)
+    transformed = [_transform(layer, spec) for layer, spec in zip(chain, specs)]
+    new_layers = [type(layer).from_config(config) for layer, (config, _) in zip(chain, transformed)]
+    weights = [values for _, values in transformed]
     inputs = keras.Input(shape=tuple(plain.inputs[0].shape[1:]), dtype=plain.inputs[0].dtype)
     if isinstance(plain, keras.Sequential):
         compacted = keras.Sequential([inputs, *new_layers], name=plain.name)

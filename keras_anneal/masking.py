@@ -46,6 +46,17 @@ def count_pruned(masks):
     return total - sum(int(np.count_nonzero(mask)) for mask in masks), total
 
 
+def check_finite_scores(score, kept, where):
+    """Raises `ValueError` if a kept weight's score is NaN or infinite."""
+    if not np.all(np.isfinite(score[kept])):
+        bad = int(np.count_nonzero(~np.isfinite(score[kept])))
+        raise ValueError(
+            f"Scores of {where} hold {bad} non-finite values (NaN or inf) among the "
+            "kept weights; masks are never computed from them. "
+            "Received: a diverged weight or score."
+        )
+
+
 def keep_largest(scores, n_keep):
     """Boolean array keeping the `n_keep` largest scores, ties to lower index.
 
@@ -101,13 +112,7 @@ def masks_from_scores(scores, masks, sparsity, scope="layer"):
     for index, (score, mask) in enumerate(zip(scores, masks)):
         score = np.array(score, dtype=np.float64).ravel()  # A copy: safe to write.
         kept = np.asarray(mask).ravel() != 0
-        if not np.all(np.isfinite(score[kept])):
-            bad = int(np.count_nonzero(~np.isfinite(score[kept])))
-            raise ValueError(
-                f"Scores of weight tensor {index} hold {bad} non-finite values (NaN or "
-                "inf) among the kept weights; masks are never computed from them. "
-                "Received: a diverged weight or score."
-            )
+        check_finite_scores(score, kept, f"weight tensor {index}")
         score[~kept] = -np.inf
         flat.append(score)
     groups = [np.concatenate(flat)] if scope == "global" else flat
