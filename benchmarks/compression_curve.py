@@ -48,9 +48,66 @@ def lenet_300_100(l2):
     ], name="lenet_300_100")
 
 
-def compile_model(model):
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+def compile_model(model, decay_steps=None):
+    """Adam at 1e-3; with `decay_steps`, cosine-decayed to 0 over that many steps."""
+    import keras
+
+    rate = 1e-3 if not decay_steps else keras.optimizers.schedules.CosineDecay(1e-3, decay_steps)
+    model.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
     return model
+
+
+def tune(args, x_train, y_train, x_val, y_val):
+    """Chooses the training (epochs, L2, learning-rate decay) on the validation split.
+
+    FSA at each `--tune-kept` fraction, for every setting of the grid; the
+    setting with the best mean validation accuracy wins. The test set is not
+    read.
+    """
+    import keras
+    from _common import environment
+    from _common import write_results
+
+    import keras_anneal
+
+    rows = []
+    for epochs in args.tune_epochs:
+        for l2 in args.tune_l2:
+            for decay in ("none", "cosine"):
+                for kept in args.tune_kept:
+                    keras.utils.set_random_seed(args.seed)
+                    steps = epochs * -(-len(x_train) // 128) if decay == "cosine" else None
+                    model = compile_model(keras_anneal.prune_model(lenet_300_100(l2)), steps)
+                    start = time.perf_counter()
+                    model.fit(x_train, y_train, batch_size=128, epochs=epochs, verbose=0,
+                              callbacks=[keras_anneal.AnnealedPruning(
+                                  keras_anneal.schedules.FSA(1.0 - kept, end_fraction=0.5),
+                                  frequency=10, keep_units_connected=False)])
+                    accuracy = float(model.evaluate(x_val, y_val, batch_size=1024, verbose=0)[1])
+                    rows.append({"epochs": epochs, "l2": l2, "decay": decay, "kept": kept,
+                                 "validation_accuracy": accuracy,
+                                 "seconds": time.perf_counter() - start})
+                    print(rows[-1], flush=True)
+                    write_results(f"{args.name}_tuning", {"settings": vars(args), **environment(),
+                                                         "rows": rows}, directory=args.output_dir)
+    by_setting = {}
+    for row in rows:
+        by_setting.setdefault((row["epochs"], row["l2"], row["decay"]), []).append(
+            row["validation_accuracy"])
+    lines = ["FSA on LeNet-300-100, validation accuracy (%) (last 5,000 training images) by "
+             "training setting:", "",
+             "| epochs | L2 | learning rate | " + " | ".join(f"kept {k:g}" for k in args.tune_kept)
+             + " | mean |", "|---:|---:|---|" + "---:|" * (len(args.tune_kept) + 1)]
+    for (epochs, l2, decay), values in by_setting.items():
+        lines.append(f"| {epochs} | {l2:g} | {decay} | "
+                     + " | ".join(f"{100 * v:.2f}" for v in values)
+                     + f" | {100 * sum(values) / len(values):.2f} |")
+    best = max(by_setting, key=lambda k: sum(by_setting[k]) / len(by_setting[k]))
+    lines += ["", f"Chosen: {best[0]} epochs, L2 {best[1]:g}, learning rate {best[2]}."]
+    with open(os.path.join(args.output_dir, f"{args.name}_tuning.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def main(argv=None):
@@ -61,7 +118,14 @@ def main(argv=None):
     parser.add_argument("--l2", type=float, default=1e-4)
     parser.add_argument("--fractions", type=float, nargs="+", default=list(FRACTIONS))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--decay", choices=["none", "cosine"], default="none",
+                        help="learning-rate decay of every training")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tune", action="store_true",
+                        help="choose epochs, L2 and decay for FSA on the validation split")
+    parser.add_argument("--tune-epochs", type=int, nargs="+", default=[10, 30])
+    parser.add_argument("--tune-l2", type=float, nargs="+", default=[1e-4, 1e-5, 0.0])
+    parser.add_argument("--tune-kept", type=float, nargs="+", default=[0.05])
     parser.add_argument("--name", default="compression_curve")
     parser.add_argument("--output-dir", default=os.path.join(HERE, "results"))
     args = parser.parse_args(argv)
@@ -77,6 +141,12 @@ def main(argv=None):
     x_val, y_val = x[-VALIDATION:], y[-VALIDATION:]
     x_train, y_train = x[: min(args.train, len(x) - VALIDATION)], y[: min(args.train, len(x) - VALIDATION)]
     fractions = sorted(args.fractions, reverse=True)
+    if args.tune:
+        return tune(args, x_train, y_train, x_val, y_val)
+    steps_per_epoch = -(-len(x_train) // 128)
+
+    def compiled(model, epochs=args.epochs):
+        return compile_model(model, epochs * steps_per_epoch if args.decay == "cosine" else None)
 
     def fit(model, epochs, callbacks=()):
         model.fit(x_train, y_train, batch_size=128, epochs=epochs, verbose=0,
@@ -87,7 +157,7 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     start = time.perf_counter()
-    dense = compile_model(lenet_300_100(args.l2))
+    dense = compiled(lenet_300_100(args.l2))
     fit(dense, args.epochs)
     dense_seconds = time.perf_counter() - start
 
@@ -122,7 +192,7 @@ def main(argv=None):
         elif method == "fsa":
             for fraction in fractions:
                 keras.utils.set_random_seed(args.seed)
-                model = compile_model(keras_anneal.prune_model(lenet_300_100(args.l2)))
+                model = compiled(keras_anneal.prune_model(lenet_300_100(args.l2)))
                 if fraction < 1.0:
                     fit(model, args.epochs, [keras_anneal.AnnealedPruning(
                         keras_anneal.schedules.FSA(1.0 - fraction, end_fraction=0.5),

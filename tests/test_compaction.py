@@ -113,7 +113,7 @@ def test_constant_filter_before_same_padding_is_kept_and_reported():
     same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 12, 12, 2)))
 
 
-def test_residual_block_compacts_its_inner_layer_and_leaves_the_add_alone():
+def test_residual_block_compacts_its_inner_layer_and_keeps_channels_added_to_the_input():
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 4))
     x = keras.layers.Conv2D(6, 3, padding="same", name="inner")(inputs)
@@ -286,3 +286,92 @@ def test_nested_sequential_models_are_opened_and_compacted():
     compacted = keras_anneal.compact(model)
     assert [layer.units for layer in compacted.layers] == [6, 5, 2]
     same_outputs(model, compacted, np.random.default_rng(0).normal(size=(16, 5)))
+
+
+def test_residual_adds_remove_only_channels_dead_on_every_branch():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    stem = keras.layers.Conv2D(6, 3, padding="same", name="stem")(inputs)
+    a = keras.layers.Conv2D(6, 3, padding="same", name="a")(keras.layers.Activation("relu")(stem))
+    x = keras.layers.Activation("relu")(stem + a)  # An operator residual.
+    b = keras.layers.Conv2D(6, 1, name="b")(x)
+    y = keras.layers.Add()([x, b])  # A layer residual: stem, a and b are coupled.
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.GlobalAveragePooling2D()(y))
+    model = keras_anneal.prune_model(keras.Model(inputs, outputs))
+    set_dead(model.get_layer("masked_stem"), [0, 1, 2])  # Zero biases: these output zeros.
+    set_dead(model.get_layer("masked_a"), [0, 1])
+    set_dead(model.get_layer("masked_b"), [0, 5])  # Only channel 0 is dead on every branch.
+    with pytest.warns(UserWarning, match=r"kept.*'stem'.*'a'.*'b'"):
+        compacted = keras_anneal.compact(model)
+    assert [compacted.get_layer(name).filters for name in ("stem", "a", "b")] == [5, 5, 5]
+    assert compacted.get_layer("a").kernel.shape == (3, 3, 5, 5)
+    assert compacted.get_layer("out").kernel.shape == (5, 2)
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(4, 8, 8, 3)))
+
+
+def test_constant_channels_of_an_add_are_folded_into_the_next_bias():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5,))
+    h = keras.layers.Dense(4, activation="relu", bias_initializer="ones", name="h")(inputs)
+    g = keras.layers.Dense(4, bias_initializer="ones", name="g")(inputs)
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.Add()([h, g]))
+    model = keras_anneal.prune_model(keras.Model(inputs, outputs))
+    set_dead(model.get_layer("masked_h"), [1])
+    set_dead(model.get_layer("masked_g"), [1])  # relu(1) + 1 = 2, whatever the input.
+    compacted = keras_anneal.compact(model)
+    assert compacted.get_layer("h").units == 3 and compacted.get_layer("g").units == 3
+    out = model.get_layer("masked_out").layer
+    expected = keras.ops.convert_to_numpy(out.bias) + 2 * keras.ops.convert_to_numpy(out.kernel)[1]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(compacted.get_layer("out").bias),
+                               expected, rtol=1e-6)
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(16, 5)))
+
+
+def test_concatenation_maps_each_channel_to_its_branch(tmp_path):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 2))
+    a = keras.layers.Conv2D(3, 3, name="a")(inputs)
+    b = keras.layers.Conv2D(4, 3, name="b")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(keras.layers.Concatenate()([a, b]))
+    c = keras.layers.Conv2D(2, 1, name="c")(x)
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.Flatten()(c))
+    model = keras_anneal.prune_model(keras.Model(inputs, outputs))
+    bn = model.get_layer("bn")
+    bn.set_weights([w + np.random.default_rng(1).uniform(0.1, 0.5, w.shape) for w in bn.get_weights()])
+    set_dead(model.get_layer("masked_b"), [1, 3])  # Constants after BatchNormalization: folded.
+    compacted = keras_anneal.compact(model)
+    assert compacted.get_layer("a").filters == 3 and compacted.get_layer("b").filters == 2
+    assert compacted.get_layer("bn").gamma.shape == (5,)
+    assert compacted.get_layer("c").kernel.shape == (1, 1, 5, 2)
+    x = np.random.default_rng(0).normal(size=(4, 6, 6, 2))
+    same_outputs(model, compacted, x)
+    compacted.save(str(tmp_path / "concat.keras"))
+    loaded = keras.saving.load_model(str(tmp_path / "concat.keras"))
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), compacted.predict(x, verbose=0), atol=1e-6)
+
+
+def test_layers_it_does_not_know_keep_the_units_they_read():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((5,))
+    x = keras.layers.Dense(4, name="a")(inputs)
+    x = keras.layers.LayerNormalization()(x)  # Mixes the units: a's units stay.
+    shared = keras.layers.Dense(4, name="shared")
+    outputs = keras.layers.Dense(2, name="out")(shared(shared(x)))  # Used twice: stays.
+    model = keras_anneal.prune_model(keras.Model(inputs, outputs))
+    set_dead(model.get_layer("masked_a"), [0])
+    with pytest.warns(UserWarning, match=r"kept.*'a'"):
+        compacted = keras_anneal.compact(model)
+    assert compacted.get_layer("a").units == 4
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 5)))
+
+
+def test_a_layer_with_every_unit_dead_keeps_one():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((5,)), keras.layers.Dense(4, activation="relu", name="a"),
+        keras.layers.Dense(2, name="out")]))
+    set_dead(model.layers[0], [0, 1, 2, 3])  # Zero biases: the network outputs out's bias.
+    with pytest.warns(UserWarning, match=r"last channel.*'a'"):
+        compacted = keras_anneal.compact(model)
+    assert compacted.layers[0].units == 1
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 5)))

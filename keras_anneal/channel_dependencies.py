@@ -1,0 +1,334 @@
+"""Which channels of a Keras graph are one channel, and which of them can go.
+
+`compact` asks this module what to delete. Every tensor's last axis is a
+list of channel ids; layers that act on each channel alone (activations,
+Dropout, BatchNormalization, pooling) pass the list on, a residual add (or
+any element-wise merge, `x + y` included) makes the channels it adds one
+channel (a union-find over ids), a concatenation joins the lists, and
+Flatten keeps the list under the spatial positions. A Dense or Conv layer
+reads its input's channels and writes new ones. This is the dependency
+graph of Torch-Pruning (Fang et al., "DepGraph: Towards Any Structural
+Pruning", CVPR 2023), restricted to the last axis.
+
+A channel (with every channel it is one with) can go when no layer reads
+it with a non-zero weight, or when every layer that writes it has no
+incoming weight for it: it is then an input-independent constant, which is
+folded into the bias of each reader (exactly: a Dense reader, a `valid`
+convolution with a spatially uniform constant, or a constant 0). Model
+inputs and outputs, layers used more than once, nested models and layers
+this module does not know pin their channels: those stay.
+"""
+
+import collections
+
+import keras
+import numpy as np
+from keras import ops
+
+_PRODUCERS = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+_EXCLUDED_PRODUCERS = (
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+    keras.layers.SeparableConv1D,
+    keras.layers.SeparableConv2D,
+)
+# Layers that act on each channel alone (or leave channels as they are).
+_PER_CHANNEL = (
+    keras.layers.Activation,
+    keras.layers.ReLU,
+    keras.layers.LeakyReLU,
+    keras.layers.ELU,
+    keras.layers.PReLU,
+    keras.layers.Dropout,
+    keras.layers.SpatialDropout1D,
+    keras.layers.SpatialDropout2D,
+    keras.layers.SpatialDropout3D,
+    keras.layers.GaussianNoise,
+    keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout,
+    keras.layers.BatchNormalization,
+    keras.layers.MaxPooling1D,
+    keras.layers.MaxPooling2D,
+    keras.layers.MaxPooling3D,
+    keras.layers.AveragePooling1D,
+    keras.layers.AveragePooling2D,
+    keras.layers.AveragePooling3D,
+    keras.layers.GlobalMaxPooling1D,
+    keras.layers.GlobalMaxPooling2D,
+    keras.layers.GlobalMaxPooling3D,
+    keras.layers.GlobalAveragePooling1D,
+    keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalAveragePooling3D,
+)
+# Identities at inference: the only layers allowed between Flatten and Dense.
+_IDENTITY_AT_INFERENCE = (
+    keras.layers.Dropout,
+    keras.layers.GaussianNoise,
+    keras.layers.GaussianDropout,
+    keras.layers.AlphaDropout,
+)
+_ACROSS_UNITS = ("softmax", "log_softmax")  # Activations that mix the units.
+
+
+_MERGES = (
+    keras.layers.Add,
+    keras.layers.Subtract,
+    keras.layers.Multiply,
+    keras.layers.Average,
+    keras.layers.Maximum,
+    keras.layers.Minimum,
+)
+# Operator nodes (`x + y`, `keras.ops.relu(x)`) that act on each element alone.
+_ELEMENTWISE_OPS = frozenset({
+    "Add", "Subtract", "Multiply", "Divide", "TrueDivide", "Maximum", "Minimum", "Negative",
+    "Absolute", "Square", "Sqrt", "Exp", "Power", "Clip", "Relu", "Relu6", "Sigmoid", "Tanh",
+    "Silu", "Gelu", "Elu", "Selu", "LeakyRelu", "Softplus", "HardSigmoid", "HardSilu",
+})
+
+
+def is_producer(layer):
+    """Dense and (non-grouped, channels-last) convolutions: the layers `compact` narrows."""
+    return isinstance(layer, _PRODUCERS) and not isinstance(layer, _EXCLUDED_PRODUCERS) and (
+        getattr(layer, "groups", 1) == 1
+        and getattr(layer, "data_format", "channels_last") == "channels_last"
+    )
+
+
+def _mixes_units(layer):
+    activation = getattr(layer, "activation", None)
+    return getattr(activation, "__name__", "") in _ACROSS_UNITS
+
+
+def _acts_per_channel(layer, rank):
+    if not isinstance(layer, _PER_CHANNEL) or _mixes_units(layer):
+        return False
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return layer.axis in (-1, rank - 1)
+    return getattr(layer, "data_format", "channels_last") == "channels_last"
+
+
+def _elementwise(node):
+    """True for an operator node such as `x + y` or `keras.ops.relu(x) * 2.0`."""
+    if isinstance(node.operation, keras.layers.Layer):
+        return False
+    if type(node.operation).__name__ not in _ELEMENTWISE_OPS:
+        return False
+    arguments = list(node.arguments.args) + list(node.arguments.kwargs.values())
+    return all(isinstance(a, (keras.KerasTensor, int, float)) for a in arguments)
+
+
+Reader = collections.namedtuple("Reader", "layer tensor channels flat_shape")
+
+
+class ChannelDependencies:
+    """The channels of a Functional graph, merged where layers couple them.
+
+    Args:
+        graph: a Functional `keras.Model` without `Masked` layers.
+
+    Call `removal()` for what can go.
+    """
+
+    def __init__(self, graph):
+        self.graph = graph
+        self._parent = []
+        self.pinned, self.at_output = set(), set()
+        self.tensors = {}  # id(tensor) -> channel ids of its last axis.
+        self.flat = {}  # id(tensor) -> (shape before Flatten, channel ids).
+        self.readers = []  # Reader: a Dense or Conv layer and the channels it reads.
+        self.producers = []  # (layer, channel ids it writes).
+        self.sliced = []  # (per-channel layer with weights, channel ids).
+        nodes = [node for depth in sorted(graph._nodes_by_depth, reverse=True)
+                 for node in graph._nodes_by_depth[depth]]
+        uses = collections.Counter(id(node.operation) for node in nodes)
+        for node in nodes:
+            if isinstance(node.operation, keras.layers.InputLayer):
+                continue
+            if uses[id(node.operation)] > 1 or not self._follow(node):
+                for tensor in node.input_tensors:  # A layer it does not know: pinned.
+                    self._pin(tensor)
+        for tensor in graph.outputs:
+            self._pin(tensor, output=True)
+
+    def find(self, channel):
+        """The id that stands for `channel` and every channel it is one with."""
+        while self._parent[channel] != channel:
+            self._parent[channel] = self._parent[self._parent[channel]]
+            channel = self._parent[channel]
+        return channel
+
+    def _new(self, count, pinned=False):
+        ids = list(range(len(self._parent), len(self._parent) + count))
+        self._parent += ids
+        if pinned:
+            self.pinned.update(ids)
+        return ids
+
+    def _channels(self, tensor):
+        """Channel ids of `tensor`'s last axis (new, pinned ones where untracked)."""
+        if id(tensor) in self.flat:
+            self._pin(tensor)
+            return self._new(int(tensor.shape[-1]), pinned=True)
+        if id(tensor) not in self.tensors:
+            self.tensors[id(tensor)] = self._new(int(tensor.shape[-1] or 0), pinned=True)
+        return self.tensors[id(tensor)]
+
+    def _pin(self, tensor, output=False):
+        ids = self.flat[id(tensor)][1] if id(tensor) in self.flat else self.tensors.get(id(tensor), [])
+        self.pinned.update(ids)
+        if output:
+            self.at_output.update(ids)
+
+    def _follow(self, node):
+        """Records what `node` does to channels; False if it is not a layer it knows."""
+        layer, inputs, outputs = node.operation, node.input_tensors, node.output_tensors
+        if len(outputs) != 1 or isinstance(layer, keras.Model) or not inputs:
+            return False
+        out, x = id(outputs[0]), inputs[0]
+        flat = [id(tensor) in self.flat for tensor in inputs]
+        if len(inputs) == 1 and is_producer(layer):
+            if flat[0] and not isinstance(layer, keras.layers.Dense):
+                return False
+            shape, ids = self.flat[id(x)] if flat[0] else (None, self._channels(x))
+            self.readers.append(Reader(layer, x, ids, shape))
+            self.tensors[out] = self._new(int(layer.kernel.shape[-1]), pinned=_mixes_units(layer))
+            self.producers.append((layer, self.tensors[out]))
+        elif len(inputs) == 1 and isinstance(layer, keras.layers.Flatten):
+            if flat[0]:
+                self.flat[out] = self.flat[id(x)]
+            elif layer.data_format == "channels_last" and None not in x.shape[1:]:
+                self.flat[out] = (tuple(x.shape[1:]), self._channels(x))
+            else:
+                return False
+        elif len(inputs) == 1 and (_acts_per_channel(layer, len(x.shape)) or _elementwise(node)):
+            if flat[0]:
+                if not isinstance(layer, _IDENTITY_AT_INFERENCE):
+                    return False
+                self.flat[out] = self.flat[id(x)]
+            else:
+                self.tensors[out] = self._channels(x)
+                if isinstance(layer, keras.layers.Layer) and layer.weights:
+                    self.sliced.append((layer, self.tensors[out]))
+        elif isinstance(layer, _MERGES) or _elementwise(node):
+            if any(flat) or len({tuple(tensor.shape) for tensor in inputs}) != 1:
+                return False
+            lists = [self._channels(tensor) for tensor in inputs]
+            for others in lists[1:]:
+                for a, b in zip(lists[0], others):
+                    self._parent[self.find(a)] = self.find(b)
+            self.tensors[out] = lists[0]
+        elif isinstance(layer, keras.layers.Concatenate):
+            if any(flat) or layer.axis not in (-1, len(x.shape) - 1):
+                return False
+            self.tensors[out] = [c for tensor in inputs for c in self._channels(tensor)]
+        else:
+            return False
+        return True
+
+    def removal(self):
+        """`(removed, constants, kept_dead)`.
+
+        `removed`: the channel roots (see `find`) that go. `constants`: per
+        reader index, the bias change that replaces the removed constant
+        channels it read. `kept_dead`: names of producers with a dead unit
+        that stays (pinned by a layer it does not know, or a constant it
+        cannot fold); the model's own outputs are not listed.
+        """
+        no_input = set()
+        for layer, ids in self.producers:
+            kernel = ops.convert_to_numpy(layer.kernel)
+            incoming = np.any(kernel.reshape(-1, kernel.shape[-1]) != 0, axis=0)
+            no_input.update(c for c, alive in zip(ids, incoming) if not alive)
+        members = collections.defaultdict(set)
+        for channel in range(len(self._parent)):
+            members[self.find(channel)].add(channel)
+        constant = {root for root, group in members.items() if group <= no_input}
+        read = {self.find(ids[j]) for reader in self.readers
+                for ids in [reader.channels] for j in np.flatnonzero(_outgoing(reader))}
+        pinned = {self.find(c) for c in self.pinned}
+        removed = {root for root in members if root not in pinned
+                   and (root not in read or root in constant)}
+        values = self._constant_inputs(removed & read)
+        for index, reader in enumerate(self.readers):
+            if index in values:
+                removed -= _unfoldable(reader, values[index], self.find, removed & read)
+        for ids in self._channel_lists():
+            if ids and all(self.find(c) in removed for c in ids):
+                removed.discard(self.find(ids[0]))  # A tensor keeps at least one channel.
+        constants = {
+            index: _bias_change(reader, values[index], self.find, removed & read)
+            for index, reader in enumerate(self.readers) if index in values
+        }
+        outputs = {self.find(c) for c in self.at_output}
+        kept_dead = [
+            layer.name for layer, ids in self.producers
+            if any((c in no_input or self.find(c) not in read) and self.find(c) not in removed
+                   and self.find(c) not in outputs for c in ids)
+        ]
+        return removed, constants, kept_dead
+
+    def _channel_lists(self):
+        yield from self.tensors.values()
+        yield from (ids for _, ids in self.flat.values())
+        yield from (ids for _, ids in self.producers)
+
+    def _constant_inputs(self, roots):
+        """Per reader index that reads a constant channel in `roots`: its input
+        on an all-zero example (the constant channels do not depend on it)."""
+        wanted = [index for index, reader in enumerate(self.readers)
+                  if any(self.find(c) in roots for c in reader.channels)]
+        if not wanted:
+            return {}
+        probe = keras.Model(self.graph.inputs, [self.readers[i].tensor for i in wanted])
+        zeros = [np.zeros((1,) + tuple(x.shape[1:]), dtype=x.dtype) for x in self.graph.inputs]
+        values = probe(zeros, training=False)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        return {i: ops.convert_to_numpy(v).astype("float64") for i, v in zip(wanted, values)}
+
+
+def _outgoing(reader):
+    """Per channel the reader reads: does any of its weights use it?"""
+    kernel = ops.convert_to_numpy(reader.layer.kernel)
+    count = len(reader.channels)
+    if reader.flat_shape is not None:  # Rows of a Dense kernel: (positions..., channels).
+        kernel = np.moveaxis(kernel.reshape(-1, count, kernel.shape[-1]), 1, 0)
+    else:
+        kernel = np.moveaxis(kernel, -2, 0)
+    return np.any(kernel.reshape(count, -1) != 0, axis=1)
+
+
+def _positions(reader, value):
+    """The reader's input on the probe, one row per position, one column per channel."""
+    return value.reshape(-1, len(reader.channels))
+
+
+def _unfoldable(reader, value, find, roots):
+    """Roots in `roots` whose constant this reader cannot fold into its bias."""
+    rows = _positions(reader, value)
+    used = _outgoing(reader)
+    bad = set()
+    for j, channel in enumerate(reader.channels):
+        root = find(channel)
+        if root not in roots or not used[j] or not np.any(rows[:, j]):
+            continue
+        uniform = np.allclose(rows[:, j], rows[0, j], rtol=1e-6, atol=1e-7)
+        foldable = reader.flat_shape is not None or (uniform and (
+            isinstance(reader.layer, keras.layers.Dense) or reader.layer.padding == "valid"))
+        if not foldable or not reader.layer.use_bias:
+            bad.add(root)
+    return bad
+
+
+def _bias_change(reader, value, find, roots):
+    """What the removed constant channels added to the reader's outputs."""
+    kernel = ops.convert_to_numpy(reader.layer.kernel).astype("float64")
+    gone = np.array([find(c) in roots for c in reader.channels])
+    rows = _positions(reader, value)
+    if reader.flat_shape is not None:
+        return (np.where(gone, rows, 0.0).reshape(-1) @ kernel).astype("float32")
+    constant = np.where(gone, rows[0], 0.0)
+    kernel = kernel.reshape(-1, len(gone), kernel.shape[-1])
+    return np.einsum("kco,c->o", kernel, constant).astype("float32")
