@@ -20,6 +20,7 @@ import argparse
 import os
 import statistics
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -69,12 +70,50 @@ def _size(shape):
 
 def latency(model, x, calls):
     """Median seconds of `predict_on_batch(x)` over `calls` calls, after 3 warm-up calls."""
+    return _median_seconds(lambda: model.predict_on_batch(x), calls)
+
+
+def litert_latencies(model, batches, calls, directory):
+    """Median seconds per call of the model exported to LiteRT (TensorFlow backend only).
+
+    Returns `{batch size: seconds}` and the size of the `.tflite` file, or
+    `(None, None)` where the export is not available.
+    """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None, None
+    import warnings
+
+    import tensorflow as tf
+
+    path = os.path.join(directory, f"{model.name}.tflite")
+    model.export(path, format="litert", verbose=False)
+    latencies = {}
+    for name, x in batches.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice.
+            interpreter = tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
+        (source,), (sink,) = interpreter.get_input_details(), interpreter.get_output_details()
+        interpreter.resize_tensor_input(source["index"], x.shape)
+        interpreter.allocate_tensors()
+
+        def call():
+            interpreter.set_tensor(source["index"], x)
+            interpreter.invoke()
+            return interpreter.get_tensor(sink["index"])
+
+        latencies[name] = _median_seconds(call, calls)
+    return latencies, os.path.getsize(path)
+
+
+def _median_seconds(call, calls):
     for _ in range(3):
-        model.predict_on_batch(x)
+        call()
     times = []
     for _ in range(calls):
         start = time.perf_counter()
-        model.predict_on_batch(x)
+        call()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -128,6 +167,15 @@ def main(argv=None):
                     "latency_batch_128": latency(candidate, x_test[:128], args.calls),
                     "test_accuracy": float(accuracy),
                 }
+                if kind != "masked":  # A masked model exports as its dense twin.
+                    export_dir = tempfile.mkdtemp()
+                    litert, size = litert_latencies(
+                        candidate, {"batch_1": x_test[:1], "batch_128": x_test[:128]}, args.calls,
+                        export_dir)
+                    if litert:
+                        row["litert_latency_batch_1"] = litert["batch_1"]
+                        row["litert_latency_batch_128"] = litert["batch_128"]
+                        row["litert_bytes"] = size
                 results["rows"].append(row)
                 print(row, flush=True)
             write_results(f"{args.name}_{keras.backend.backend()}", results, directory=args.output_dir)
@@ -137,22 +185,33 @@ def main(argv=None):
 def write_table(results, path):
     rows = results["rows"]
     dense = {r["network"]: r for r in rows if r["model"] == "dense"}
+    masked = {(r["network"], r["unit_sparsity"]): r for r in rows if r["model"] == "masked"}
+    litert = any("litert_latency_batch_1" in r for r in rows)
     lines = [
-        f"Backend {results['backend']}; latencies are medians of {results['settings']['calls']} calls.",
+        f"Backend {results['backend']}; latencies are medians of {results['settings']['calls']} "
+        "calls of `predict_on_batch`" + (" and of the LiteRT interpreter" if litert else "")
+        + "; speedups are against the masked model of the same sparsity (the dense one for 0%); "
+        "a masked model's parameters include its masks.",
         "",
         "| network | unit sparsity | model | parameters | MACs | × fewer MACs | batch 1 (ms) | "
-        "batch 128 (ms) | × faster (128) | test acc (%) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        "batch 128 (ms) | × faster (1) | × faster (128) | test acc (%) |"
+        + (" LiteRT batch 1 (ms) | LiteRT batch 128 (ms) |" if litert else ""),
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if litert else ""),
     ]
     for r in rows:
-        base = dense[r["network"]]
-        lines.append(
+        base = masked.get((r["network"], r["unit_sparsity"]), dense[r["network"]])
+        line = (
             f"| {r['network']} | {r['unit_sparsity']:.0%} | {r['model']} | {r['parameters']:,} | "
             f"{r['macs']:,} | {base['macs'] / r['macs']:.2f} | {1000 * r['latency_batch_1']:.2f} | "
             f"{1000 * r['latency_batch_128']:.2f} | "
+            f"{base['latency_batch_1'] / r['latency_batch_1']:.2f} | "
             f"{base['latency_batch_128'] / r['latency_batch_128']:.2f} | "
             f"{100 * r['test_accuracy']:.2f} |"
         )
+        if litert:
+            line += "".join(f" {1000 * r[key]:.3f} |" if key in r else " |" for key in
+                            ("litert_latency_batch_1", "litert_latency_batch_128"))
+        lines.append(line)
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
