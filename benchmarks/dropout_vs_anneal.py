@@ -66,6 +66,7 @@ def variants():
             "temporary": {"fraction": fraction, "duration": 10, "criterion": "largest"},
         }
     table["fsa-set-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3}}
+    table["fsa-rigl-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3, "grow": "gradient"}}
     # Dropout kept, its rate scaled to the connections left (Han et al. 2015):
     # reported on its own row, it does not count as "annealing without Dropout".
     table["hybrid-dropout-fsa-s0.9"] = {**fsa, "regularizer": "hybrid"}
@@ -128,6 +129,8 @@ def run_keras_variant(config, seed, epochs, data, subset, frequency=50, split="t
         )
     if config["regularizer"] in ("anneal", "hybrid"):
         config = {"frequency": frequency, **config}
+    if config.get("regrowth", {}).get("grow") == "gradient":  # RigL: gradients on training data.
+        config = {**config, "regrowth_data": (x_train, y_train)}
     model, callbacks = mnist_cnn.prepare(**config)
     timer = EpochTimer()
     history = model.fit(x_train, y_train, batch_size=mnist_cnn.BATCH_SIZE, epochs=epochs,

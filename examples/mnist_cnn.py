@@ -79,12 +79,13 @@ def make_schedule(name="fsa", final_sparsity=0.9, mu=None):
 
 
 def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, frequency=50,
-            criterion="magnitude", temporary=None, regrowth=None):
+            criterion="magnitude", temporary=None, regrowth=None, regrowth_data=None):
     """The model to train and the callbacks it needs, for one regularizer.
 
-    `criterion`, `temporary` and `regrowth` are passed to `AnnealedPruning`
-    (`temporary` and `regrowth` as dicts of `TemporaryRemoval` and
-    `Regrowth` arguments).
+    `criterion`, `temporary`, `regrowth` and `regrowth_data` are passed to
+    `AnnealedPruning` (`temporary` and `regrowth` as dicts of
+    `TemporaryRemoval` and `Regrowth` arguments; `regrowth_data`, the
+    training data, for `Regrowth(grow="gradient")`).
     """
     if regularizer == "dropout":
         return compile_model(build_model(dropout=True)), []
@@ -101,6 +102,7 @@ def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, f
         criterion=criterion,
         temporary=keras_anneal.TemporaryRemoval(**temporary) if temporary else None,
         regrowth=keras_anneal.Regrowth(**regrowth) if regrowth else None,
+        regrowth_data=regrowth_data,
     )
     callbacks = [pruning]
     if regularizer == "hybrid":

@@ -14,6 +14,7 @@ from keras_anneal import allocation
 from keras_anneal import budget
 from keras_anneal import callbacks
 from keras_anneal import criteria
+from keras_anneal import gradients
 from keras_anneal import masking
 from keras_anneal import schedules
 from keras_anneal import search
@@ -59,6 +60,7 @@ __all__ = [
     "callbacks",
     "compact",
     "criteria",
+    "gradients",
     "load_mnist",
     "masked_layers",
     "masking",

@@ -11,6 +11,7 @@ from keras_anneal import _validation
 from keras_anneal import allocation as allocation_module
 from keras_anneal import budget as budget_module
 from keras_anneal import criteria
+from keras_anneal import gradients
 from keras_anneal import masking
 from keras_anneal import reversible
 from keras_anneal import schedules as schedules_module
@@ -78,7 +79,11 @@ class AnnealedPruning(keras.callbacks.Callback):
             kept weights removed for a while, then returned), or `None`.
             Defaults to `None`.
         regrowth: a `keras_anneal.Regrowth` (drop-and-regrow at the final
-            sparsity, SET), or `None`. Defaults to `None`.
+            sparsity: SET, or RigL with `grow="gradient"`), or `None`.
+            Defaults to `None`.
+        regrowth_data: `(x, y)`, training data for `Regrowth(grow="gradient")`:
+            at each regrowth, the loss gradients are taken on a random batch
+            of it. Defaults to `None`.
         on_nonfinite: `"raise"` or `"skip"`. Defaults to `"raise"`.
         keep_units_connected: never prune an output unit's last incoming
             weight. Defaults to True.
@@ -146,6 +151,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         criterion="magnitude",
         temporary=None,
         regrowth=None,
+        regrowth_data=None,
         on_nonfinite="raise",
         keep_units_connected=True,
         monitor="val_accuracy",
@@ -183,6 +189,7 @@ class AnnealedPruning(keras.callbacks.Callback):
             )
         self.temporary = _check_instance("temporary", temporary, reversible.TemporaryRemoval)
         self.regrowth = _check_instance("regrowth", regrowth, reversible.Regrowth)
+        self.regrowth_data = _check_regrowth_data(self.regrowth, regrowth_data)
         if self.granularity != "weight":
             if allocation == "lamp":  # The default: whole units go alike in every layer.
                 self.allocation = allocation_module.Uniform()
@@ -400,7 +407,8 @@ class AnnealedPruning(keras.callbacks.Callback):
         regrown = []
         if regrow:
             permanent, regrown = self.regrowth.masks(
-                weights, permanent, self.criterion, due, self._final_step, self._total_steps
+                weights, permanent, self.criterion, due, self._final_step, self._total_steps,
+                gradients=self._regrowth_gradients(due),
             )
         written = permanent
         if noisy:
@@ -414,6 +422,17 @@ class AnnealedPruning(keras.callbacks.Callback):
         if noisy:
             self._temporary_in_masks = self.temporary.active(due, self._total_steps)
         self._record(permanent)
+
+    def _regrowth_gradients(self, step):
+        """`∂L/∂ŵ` on a random batch of `regrowth_data` (RigL), else None."""
+        if self.regrowth.grow != "gradient":
+            return None
+        x, y = self.regrowth_data
+        count = len(keras.tree.flatten(x)[0])
+        rng = np.random.default_rng([self.regrowth.seed, int(step)])
+        rows = np.sort(rng.choice(count, min(self.regrowth.batch_size, count), replace=False))
+        batch = keras.tree.map_structure(lambda a: np.asarray(a)[rows], (x, y))
+        return gradients.effective_weight_gradients(self.model, *batch)
 
     def _unit_masks(self, weights, permanent, target, step):
         """Whole units removed (output layers excepted); their biases zeroed."""
@@ -534,6 +553,36 @@ def _output_producers(model):
             if node_index < len(nodes):
                 stack.extend(nodes[node_index].input_tensors)
     return found
+
+
+def _check_regrowth_data(regrowth, data):
+    """`(x, y)` of equal lengths, given exactly when `Regrowth(grow="gradient")` is."""
+    wants = regrowth is not None and regrowth.grow == "gradient"
+    if data is None:
+        if wants:
+            raise ValueError(
+                "Argument `regrowth_data` must be `(x, y)` training data: "
+                "Regrowth(grow='gradient') takes the loss gradients on it. Received: "
+                "regrowth_data=None"
+            )
+        return None
+    if not wants:
+        raise ValueError(
+            "Argument `regrowth_data` is only used by `regrowth=Regrowth(grow='gradient')`. "
+            f"Received: regrowth={regrowth!r} with regrowth_data given"
+        )
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError(
+            f"Argument `regrowth_data` must be a pair `(x, y)`. Received: "
+            f"regrowth_data of type {type(data).__name__}"
+        )
+    lengths = {len(a) for a in keras.tree.flatten(data)}
+    if len(lengths) != 1 or 0 in lengths:
+        raise ValueError(
+            "Argument `regrowth_data` must hold arrays of one non-zero length. Received "
+            f"lengths {sorted(lengths)}"
+        )
+    return tuple(data)
 
 
 def _check_instance(name, value, cls):

@@ -9,8 +9,9 @@ asks these rules for the masks it actually writes.
   al., NeurIPS 2020: pruning acts like noise injection, and the benefit
   remains when pruned weights may come back).
 - `Regrowth`: drop-and-regrow at fixed sparsity once the plan has reached it
-  (SET, Mocanu et al. 2018: random regrowth). The count pruned is unchanged
-  at every update.
+  (SET, Mocanu et al. 2018: random regrowth; RigL, Evci et al. 2020:
+  regrowth by gradient magnitude). The count pruned is unchanged at every
+  update.
 """
 
 import math
@@ -108,25 +109,32 @@ class TemporaryRemoval:
 
 
 class Regrowth:
-    """Drop-and-regrow at the final sparsity (SET; the drop fraction decays as in RigL).
+    """Drop-and-regrow at the final sparsity: SET or RigL.
 
     Once the schedule has reached its final sparsity, at each mask update at
     step `t` before `end_fraction * total_steps`, each weight tensor drops
     `n = floor(f(t) * kept)` of its kept weights of lowest criterion score
     (the pruning criterion: smallest |w| by default) and regrows `n` of the
-    weights that were pruned before this update, chosen at random (SET,
-    Mocanu et al. 2018). Regrown weights restart at zero (as in RigL, Evci et
-    al. 2020), so they change nothing until trained. The drop fraction decays
-    on a cosine, `f(t) = fraction / 2 * (1 + cos(pi (t - t0) / (t_end - t0)))`
-    (RigL), from the first update `t0` at the final sparsity. The pruned count
-    is the same after every update.
+    weights that were pruned before this update: chosen at random with
+    `grow="random"` (SET, Mocanu et al. 2018), or those of largest loss
+    gradient `|∂L/∂ŵ|` on a random batch of the training data with
+    `grow="gradient"` (RigL, Evci et al. 2020; `AnnealedPruning` then needs
+    `regrowth_data`). Regrown weights restart at zero (as in RigL), so they
+    change nothing until trained. The drop fraction decays on a cosine,
+    `f(t) = fraction / 2 * (1 + cos(pi (t - t0) / (t_end - t0)))` (RigL),
+    from the first update `t0` at the final sparsity. The pruned count is
+    the same after every update.
 
     Args:
         fraction: initial drop fraction of the kept weights, in (0, 1).
             Defaults to 0.3.
-        seed: seed of the random regrowth. Defaults to 0.
+        seed: seed of the random regrowth (and of the gradient batches).
+            Defaults to 0.
         end_fraction: no regrowth after this fraction of the training.
             Defaults to 0.75.
+        grow: `"random"` (SET) or `"gradient"` (RigL). Defaults to `"random"`.
+        batch_size: rows of `regrowth_data` the gradient is taken on, for
+            `grow="gradient"`. Defaults to 256.
 
     Example:
 
@@ -137,10 +145,12 @@ class Regrowth:
     (4, 2)
     """
 
-    def __init__(self, fraction=0.3, seed=0, end_fraction=0.75):
+    def __init__(self, fraction=0.3, seed=0, end_fraction=0.75, grow="random", batch_size=256):
         self.fraction = _validation.check_fraction("fraction", fraction, include_one=False)
         self.seed = _validation.check_step("seed", seed)
         self.end_fraction = _check_end_fraction(end_fraction)
+        self.grow = _validation.check_choice("grow", grow, ("random", "gradient"))
+        self.batch_size = _validation.check_step("batch_size", batch_size, positive=True)
 
     def drop_fraction(self, step, start_step, total_steps):
         """`f(t)`: the cosine-decayed drop fraction; 0 outside `[t0, t_end)`."""
@@ -150,9 +160,18 @@ class Regrowth:
         progress = (step - start_step) / max(end_step - start_step, 1)
         return self.fraction / 2 * (1 + math.cos(math.pi * progress))
 
-    def masks(self, weights, permanent, criterion, step, start_step, total_steps):
+    def masks(self, weights, permanent, criterion, step, start_step, total_steps, gradients=None):
         """`(new_masks, regrown)`: the masks after drop-and-regrow, and the
-        boolean arrays of the regrown weights (whose values restart at 0)."""
+        boolean arrays of the regrown weights (whose values restart at 0).
+
+        `gradients`: `∂L/∂ŵ` per weight tensor, needed for `grow="gradient"`
+        (`keras_anneal.gradients.effective_weight_gradients`).
+        """
+        if self.grow == "gradient" and gradients is None:
+            raise ValueError(
+                "Regrowth(grow='gradient') needs the loss gradients of the weights. "
+                "Received: gradients=None"
+            )
         fraction = self.drop_fraction(step, start_step, total_steps)
         criterion = criteria_module.get(criterion)
         scores = criterion.scores([np.asarray(w) for w in weights], permanent, step)
@@ -164,15 +183,19 @@ class Regrowth:
             drop = masking.keep_largest(
                 -np.where(flat, np.asarray(score, dtype=np.float64).ravel(), np.inf), n
             )
-            rng = np.random.default_rng([self.seed, int(step), index])
-            grow = masking.keep_largest(np.where(flat, -np.inf, rng.random(flat.size)), n)
+            if self.grow == "gradient":
+                merit = np.abs(np.asarray(gradients[index], dtype=np.float64)).ravel()
+            else:
+                merit = np.random.default_rng([self.seed, int(step), index]).random(flat.size)
+            grow = masking.keep_largest(np.where(flat, -np.inf, merit), n)
             new = (flat & ~drop) | grow
             new_masks.append(new.reshape(np.shape(mask)).astype(np.float32))
             regrown.append(grow.reshape(np.shape(mask)))
         return new_masks, regrown
 
     def get_config(self):
-        return {"fraction": self.fraction, "seed": self.seed, "end_fraction": self.end_fraction}
+        return {"fraction": self.fraction, "seed": self.seed, "end_fraction": self.end_fraction,
+                "grow": self.grow, "batch_size": self.batch_size}
 
     @classmethod
     def from_config(cls, config):

@@ -62,7 +62,7 @@ def test_regrowth_drop_fraction_decays_on_a_cosine():
 def test_config_round_trips():
     noise = TemporaryRemoval(fraction=0.3, duration=7, criterion="largest", end_fraction=0.6)
     assert TemporaryRemoval.from_config(noise.get_config()).get_config() == noise.get_config()
-    regrowth = Regrowth(fraction=0.2, seed=4, end_fraction=0.9)
+    regrowth = Regrowth(fraction=0.2, seed=4, end_fraction=0.9, grow="gradient", batch_size=32)
     assert Regrowth.from_config(regrowth.get_config()).get_config() == regrowth.get_config()
 
 
@@ -105,3 +105,53 @@ def test_annealed_pruning_with_temporary_removal_ends_on_the_permanent_masks():
         assert mask.size - mask.sum() == math.floor(0.5 * mask.size)
     assert history.history["sparsity"][-1] == pytest.approx(0.5, abs=0.01)
     assert "sparsity/masked_hidden" in history.history
+
+
+def test_effective_weight_gradients_reach_pruned_weights():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential(
+        [keras.Input((3,)), keras.layers.Dense(2, use_bias=False, name="linear")]))
+    model.compile(loss="mse")
+    (layer,) = keras_anneal.masked_layers(model)
+    mask = np.array([[1, 0], [0, 1], [1, 1.0]])
+    layer.set_masks([mask])
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5, 3)), rng.normal(size=(5, 2))
+    effective = keras.ops.convert_to_numpy(layer.layer.kernel) * mask
+    expected = 2 * x.T @ (x @ effective - y) / y.size  # Mean squared error over 5 x 2 values.
+    (gradient,) = keras_anneal.gradients.effective_weight_gradients(model, x, y)
+    np.testing.assert_allclose(gradient, expected, rtol=1e-4, atol=1e-6)
+    assert np.all(gradient[mask == 0] != 0)  # Pruned weights get their gradient too.
+    np.testing.assert_array_equal(layer.get_masks()[0], mask)  # Nothing changed.
+
+
+def test_gradient_regrowth_regrows_the_pruned_weights_of_largest_gradient():
+    regrowth = Regrowth(fraction=0.5, grow="gradient")
+    w = [np.array([0.0, 0.0, 0.0, 0.0, 1.0, 2.0, 3.0, 4.0])]
+    m = [np.array([0, 0, 0, 0, 1, 1, 1, 1.0])]
+    g = [np.array([0.1, -0.9, 0.5, 0.2, 9.0, 9.0, 9.0, 9.0])]
+    new, grown = regrowth.masks(w, m, "magnitude", step=0, start_step=0, total_steps=100, gradients=g)
+    np.testing.assert_array_equal(grown[0], [0, 1, 1, 0, 0, 0, 0, 0])  # |g| of the pruned.
+    np.testing.assert_array_equal(new[0], [0, 1, 1, 0, 0, 0, 1, 1])  # The two smallest dropped.
+    with pytest.raises(ValueError, match="gradients=None"):
+        regrowth.masks(w, m, "magnitude", step=0, start_step=0, total_steps=100)
+
+
+def test_annealed_pruning_with_gradient_regrowth_keeps_the_count_exact():
+    seen = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append(self.model.get_layer("masked_hidden").get_masks()[0].copy())
+
+    x, y = regression_data()
+    pruning = keras_anneal.AnnealedPruning(
+        keras_anneal.schedules.ConstantSparsity(0.5), frequency=2, allocation="uniform",
+        regrowth=Regrowth(fraction=0.3, end_fraction=0.9, grow="gradient", batch_size=16),
+        regrowth_data=(x, y))
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(small_mlp())
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[pruning, Watch()])
+    assert {int(mask.sum()) for mask in seen} == {64}  # Exactly half of 128 at every step.
+    assert len({mask.tobytes() for mask in seen}) > 2  # The masks moved.
