@@ -83,7 +83,7 @@ class AnnealedPruning(keras.callbacks.Callback):
             Defaults to `None`.
         regrowth_data: `(x, y)`, training data for `Regrowth(grow="gradient")`:
             at each regrowth, the loss gradients are taken on a random batch
-            of it. Defaults to `None`.
+            of `Regrowth.batch_size` rows of it. Defaults to `None`.
         on_nonfinite: `"raise"` or `"skip"`. Defaults to `"raise"`.
         keep_units_connected: never prune an output unit's last incoming
             weight. Defaults to True.
@@ -431,7 +431,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         count = len(keras.tree.flatten(x)[0])
         rng = np.random.default_rng([self.regrowth.seed, int(step)])
         rows = np.sort(rng.choice(count, min(self.regrowth.batch_size, count), replace=False))
-        batch = keras.tree.map_structure(lambda a: np.asarray(a)[rows], (x, y))
+        batch = keras.tree.map_structure(lambda a: a[rows], (x, y))
         return gradients.effective_weight_gradients(self.model, *batch)
 
     def _unit_masks(self, weights, permanent, target, step):
@@ -556,7 +556,8 @@ def _output_producers(model):
 
 
 def _check_regrowth_data(regrowth, data):
-    """`(x, y)` of equal lengths, given exactly when `Regrowth(grow="gradient")` is."""
+    """`(x, y)` as NumPy arrays of one length, given exactly when
+    `Regrowth(grow="gradient")` is."""
     wants = regrowth is not None and regrowth.grow == "gradient"
     if data is None:
         if wants:
@@ -571,18 +572,25 @@ def _check_regrowth_data(regrowth, data):
             "Argument `regrowth_data` is only used by `regrowth=Regrowth(grow='gradient')`. "
             f"Received: regrowth={regrowth!r} with regrowth_data given"
         )
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
+    if not isinstance(data, (tuple, list)) or len(data) != 2 or data[1] is None:
         raise ValueError(
-            f"Argument `regrowth_data` must be a pair `(x, y)`. Received: "
-            f"regrowth_data of type {type(data).__name__}"
+            "Argument `regrowth_data` must be a pair `(x, y)` of arrays (nested structures "
+            f"of arrays for several inputs). Received: regrowth_data of type {type(data).__name__}"
         )
-    lengths = {len(a) for a in keras.tree.flatten(data)}
+    try:
+        data = keras.tree.map_structure(np.asarray, tuple(data))
+    except Exception as error:  # A dataset or a generator: not indexable rows.
+        raise ValueError(
+            "Argument `regrowth_data` must hold arrays (NumPy or backend tensors), not a "
+            f"dataset or generator. Received: {error}"
+        ) from error
+    lengths = {len(a) if a.ndim else 0 for a in keras.tree.flatten(data)}
     if len(lengths) != 1 or 0 in lengths:
         raise ValueError(
             "Argument `regrowth_data` must hold arrays of one non-zero length. Received "
             f"lengths {sorted(lengths)}"
         )
-    return tuple(data)
+    return data
 
 
 def _check_instance(name, value, cls):

@@ -13,8 +13,9 @@ Pruning", CVPR 2023), restricted to the last axis.
 A channel (with every channel it is one with) can go when no layer reads
 it with a non-zero weight, or when every layer that writes it has no
 incoming weight for it: it is then an input-independent constant, which is
-folded into the bias of each reader (exactly: a Dense reader, a `valid`
-convolution with a spatially uniform constant, or a constant 0). Model
+folded into the bias of each reader where that is exact: a Dense reader of
+a flattened tensor, a Dense reader or a `valid` convolution of a spatially
+uniform constant, or a constant 0. Model
 inputs and outputs, layers used more than once, nested models and layers
 this module does not know pin their channels: those stay.
 """
@@ -70,7 +71,14 @@ _IDENTITY_AT_INFERENCE = (
     keras.layers.GaussianDropout,
     keras.layers.AlphaDropout,
 )
-_ACROSS_UNITS = ("softmax", "log_softmax")  # Activations that mix the units.
+# Activations that act on each unit alone; any other (softmax, sparsemax,
+# glu, a function of the user's) is taken to mix the units.
+_ELEMENTWISE_ACTIVATIONS = frozenset({
+    "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "swish",
+    "hard_silu", "hard_swish", "mish", "sigmoid", "hard_sigmoid", "log_sigmoid",
+    "sparse_sigmoid", "tanh", "hard_tanh", "tanh_shrink", "softplus", "softsign",
+    "sparse_plus", "squareplus", "exponential", "soft_shrink", "hard_shrink", "threshold",
+})
 
 
 _MERGES = (
@@ -99,7 +107,9 @@ def is_producer(layer):
 
 def _mixes_units(layer):
     activation = getattr(layer, "activation", None)
-    return getattr(activation, "__name__", "") in _ACROSS_UNITS
+    return activation is not None and getattr(activation, "__name__", "") not in (
+        _ELEMENTWISE_ACTIVATIONS
+    )
 
 
 def _acts_per_channel(layer, rank):
@@ -141,6 +151,7 @@ class ChannelDependencies:
         self.readers = []  # Reader: a Dense or Conv layer and the channels it reads.
         self.producers = []  # (layer, channel ids it writes).
         self.sliced = []  # (per-channel layer with weights, channel ids).
+        self.unfollowed = []  # Layers it does not know, used more than once, or nested models.
         nodes = [node for depth in sorted(graph._nodes_by_depth, reverse=True)
                  for node in graph._nodes_by_depth[depth]]
         uses = collections.Counter(id(node.operation) for node in nodes)
@@ -150,6 +161,8 @@ class ChannelDependencies:
             if uses[id(node.operation)] > 1 or not self._follow(node):
                 for tensor in node.input_tensors:  # A layer it does not know: pinned.
                     self._pin(tensor)
+                if node.operation not in self.unfollowed:
+                    self.unfollowed.append(node.operation)
         for tensor in graph.outputs:
             self._pin(tensor, output=True)
 
@@ -235,7 +248,9 @@ class ChannelDependencies:
         reader index, the bias change that replaces the removed constant
         channels it read. `kept_dead`: names of producers with a dead unit
         that stays (pinned by a layer it does not know, or a constant it
-        cannot fold); the model's own outputs are not listed.
+        cannot fold), and layers it does not follow (transposed, depthwise
+        or grouped convolutions, shared layers, nested models) that have
+        one; the model's own outputs are not listed.
         """
         no_input = set()
         for layer, ids in self.producers:
@@ -246,12 +261,15 @@ class ChannelDependencies:
         for channel in range(len(self._parent)):
             members[self.find(channel)].add(channel)
         constant = {root for root, group in members.items() if group <= no_input}
-        read = {self.find(ids[j]) for reader in self.readers
-                for ids in [reader.channels] for j in np.flatnonzero(_outgoing(reader))}
+        read = {self.find(reader.channels[j]) for reader in self.readers
+                for j in np.flatnonzero(_outgoing(reader))}
         pinned = {self.find(c) for c in self.pinned}
         removed = {root for root in members if root not in pinned
                    and (root not in read or root in constant)}
         values = self._constant_inputs(removed & read)
+        if values is None:  # No probe (inputs of unknown size): no constant is folded.
+            removed -= read
+            values = {}
         for index, reader in enumerate(self.readers):
             if index in values:
                 removed -= _unfoldable(reader, values[index], self.find, removed & read)
@@ -268,6 +286,8 @@ class ChannelDependencies:
             if any((c in no_input or self.find(c) not in read) and self.find(c) not in removed
                    and self.find(c) not in outputs for c in ids)
         ]
+        kept_dead += [name for operation in self.unfollowed for name in _with_dead_units(operation)
+                      if name not in kept_dead]
         return removed, constants, kept_dead
 
     def _channel_lists(self):
@@ -277,11 +297,14 @@ class ChannelDependencies:
 
     def _constant_inputs(self, roots):
         """Per reader index that reads a constant channel in `roots`: its input
-        on an all-zero example (the constant channels do not depend on it)."""
+        on an all-zero example (the constant channels do not depend on it);
+        None if an input has a dimension of unknown size."""
         wanted = [index for index, reader in enumerate(self.readers)
                   if any(self.find(c) in roots for c in reader.channels)]
         if not wanted:
             return {}
+        if any(None in tuple(x.shape[1:]) for x in self.graph.inputs):
+            return None
         probe = keras.Model(self.graph.inputs, [self.readers[i].tensor for i in wanted])
         zeros = [np.zeros((1,) + tuple(x.shape[1:]), dtype=x.dtype) for x in self.graph.inputs]
         values = probe(zeros, training=False)
@@ -300,19 +323,19 @@ def _outgoing(reader):
     return np.any(kernel.reshape(count, -1) != 0, axis=1)
 
 
-def _positions(reader, value):
-    """The reader's input on the probe, one row per position, one column per channel."""
-    return value.reshape(-1, len(reader.channels))
-
-
 def _unfoldable(reader, value, find, roots):
     """Roots in `roots` whose constant this reader cannot fold into its bias."""
-    rows = _positions(reader, value)
+    rows = value.reshape(-1, len(reader.channels))  # One row per position.
     used = _outgoing(reader)
     bad = set()
     for j, channel in enumerate(reader.channels):
         root = find(channel)
-        if root not in roots or not used[j] or not np.any(rows[:, j]):
+        if root not in roots or not used[j]:
+            continue
+        if not np.all(np.isfinite(rows[:, j])):
+            bad.add(root)  # Not a constant to fold (inf or NaN on the probe).
+            continue
+        if not np.any(rows[:, j]):
             continue
         uniform = np.allclose(rows[:, j], rows[0, j], rtol=1e-6, atol=1e-7)
         foldable = reader.flat_shape is not None or (uniform and (
@@ -326,9 +349,37 @@ def _bias_change(reader, value, find, roots):
     """What the removed constant channels added to the reader's outputs."""
     kernel = ops.convert_to_numpy(reader.layer.kernel).astype("float64")
     gone = np.array([find(c) in roots for c in reader.channels])
-    rows = _positions(reader, value)
+    rows = value.reshape(-1, len(reader.channels))
     if reader.flat_shape is not None:
         return (np.where(gone, rows, 0.0).reshape(-1) @ kernel).astype("float32")
     constant = np.where(gone, rows[0], 0.0)
     kernel = kernel.reshape(-1, len(gone), kernel.shape[-1])
     return np.einsum("kco,c->o", kernel, constant).astype("float32")
+
+
+def _with_dead_units(operation):
+    """Names of the layers in `operation` (nested models opened) with a unit
+    whose incoming weights are all zero."""
+    if not isinstance(operation, keras.layers.Layer):
+        return []
+    if isinstance(operation, keras.Model):
+        return [name for layer in operation.layers for name in _with_dead_units(layer)]
+    if hasattr(operation, "depthwise_kernel"):  # Separable: both kernels.
+        kernels = [(operation.depthwise_kernel, True), (operation.pointwise_kernel, False)]
+    else:
+        depthwise = isinstance(operation, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D))
+        kernels = [(getattr(operation, "kernel", None), depthwise)]
+    for kernel, per_input_channel in kernels:
+        if kernel is None or len(kernel.shape) < 2:
+            continue
+        kernel = ops.convert_to_numpy(kernel)
+        if isinstance(operation, (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose,
+                                  keras.layers.Conv3DTranspose)):
+            kernel = np.swapaxes(kernel, -1, -2)  # Output channels on the last axis.
+        if per_input_channel:  # One unit per (input channel, multiplier).
+            units = kernel.reshape(int(np.prod(kernel.shape[:-2])), -1)
+        else:
+            units = kernel.reshape(-1, kernel.shape[-1])
+        if not np.all(np.any(units != 0, axis=0)):
+            return [operation.name]
+    return []

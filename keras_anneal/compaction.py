@@ -13,7 +13,8 @@ biases where that is exact (a Dense consumer, a convolution with
 `padding="valid"`, or a constant 0), otherwise the unit stays.
 
 Sequential and Functional models are compacted (nested Sequential models of
-a Sequential are opened: the result is flat). Units that a layer it does
+a Sequential are opened, so the result is flat, unless that would repeat a
+layer name). Units that a layer it does
 not know reads, or constants it cannot fold, stay, and a `UserWarning`
 names the layers that kept dead units: never silently wrong.
 """
@@ -60,7 +61,7 @@ def compact(model):
             f"of type {type(model).__name__}"
         )
     plain = strip(model)
-    chain = _opened(plain.layers) if isinstance(plain, keras.Sequential) else None
+    chain = _sequential_chain(plain) if isinstance(plain, keras.Sequential) else None
     graph = plain if chain is None else _called(plain, chain)
     specs = _specs(ChannelDependencies(graph))
     if chain is not None:
@@ -142,9 +143,18 @@ def _opened(layers):
     return opened
 
 
+def _sequential_chain(plain):
+    """The layers of a Sequential model, nested Sequential models opened
+    where that keeps every layer name unique (else left whole)."""
+    opened = _opened(plain.layers)
+    if len({layer.name for layer in opened}) == len(opened):
+        return opened
+    return [layer for layer in plain.layers if not isinstance(layer, keras.layers.InputLayer)]
+
+
 def _called(plain, chain):
     """A Functional graph of the opened layers of a Sequential model."""
-    inputs = keras.Input(shape=tuple(plain.inputs[0].shape[1:]), dtype=plain.inputs[0].dtype)
+    inputs = keras.Input(batch_shape=tuple(plain.inputs[0].shape), dtype=plain.inputs[0].dtype)
     x = inputs
     for layer in chain:
         x = layer(x)
@@ -154,7 +164,7 @@ def _called(plain, chain):
 def _rebuilt_sequential(plain, chain, specs):
     transformed = [_transform(layer, specs.get(layer.name, {})) for layer in chain]
     new_layers = [type(layer).from_config(config) for layer, (config, _) in zip(chain, transformed)]
-    inputs = keras.Input(shape=tuple(plain.inputs[0].shape[1:]), dtype=plain.inputs[0].dtype)
+    inputs = keras.Input(batch_shape=tuple(plain.inputs[0].shape), dtype=plain.inputs[0].dtype)
     compacted = keras.Sequential([inputs, *new_layers], name=plain.name)
     for layer, (_, values) in zip(new_layers, transformed):
         layer.set_weights(values)

@@ -29,7 +29,8 @@ def effective_weight_gradients(model, x, y):
         y: the batch's targets.
 
     Returns:
-        A list of NumPy arrays, one per prunable weight, of its shape.
+        A list of NumPy arrays, one per prunable weight, of its shape
+        (zeros for a weight the loss does not depend on).
 
     Example (a linear layer and mean squared error, `∂L/∂ŵ = 2 xᵀ(xŵ - y) / n`):
 
@@ -56,7 +57,8 @@ def effective_weight_gradients(model, x, y):
 
     def loss(values):
         mapping = list(zip(weights, values)) + list(zip(masks, ones))
-        with keras.StatelessScope(state_mapping=mapping):
+        # collect_losses: `add_loss` and activity regularizers count too.
+        with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
             y_pred = model(x, training=False)
             return model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
 
@@ -67,7 +69,9 @@ def effective_weight_gradients(model, x, y):
         with tf.GradientTape() as tape:
             tape.watch(effective)
             value = loss(effective)
-        gradients = tape.gradient(value, effective)
+        gradients = tape.gradient(
+            value, effective, unconnected_gradients=tf.UnconnectedGradients.ZERO
+        )
     elif backend == "jax":
         import jax
 
@@ -76,7 +80,8 @@ def effective_weight_gradients(model, x, y):
         import torch
 
         effective = [value.detach().requires_grad_(True) for value in effective]
-        gradients = torch.autograd.grad(loss(effective), effective)
+        gradients = torch.autograd.grad(loss(effective), effective, allow_unused=True)
+        gradients = [torch.zeros_like(v) if g is None else g for g, v in zip(gradients, effective)]
     else:
         raise NotImplementedError(
             f"effective_weight_gradients supports the tensorflow, jax and torch backends. "

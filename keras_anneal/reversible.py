@@ -172,6 +172,14 @@ class Regrowth:
                 "Regrowth(grow='gradient') needs the loss gradients of the weights. "
                 "Received: gradients=None"
             )
+        if gradients is not None and [np.shape(g) for g in gradients] != [
+            np.shape(w) for w in weights
+        ]:
+            raise ValueError(
+                "Argument `gradients` must hold one array per weight tensor, of its shape. "
+                f"Received shapes {[np.shape(g) for g in gradients]} for weights of shapes "
+                f"{[np.shape(w) for w in weights]}"
+            )
         fraction = self.drop_fraction(step, start_step, total_steps)
         criterion = criteria_module.get(criterion)
         scores = criterion.scores([np.asarray(w) for w in weights], permanent, step)
@@ -196,6 +204,10 @@ class Regrowth:
     def get_config(self):
         return {"fraction": self.fraction, "seed": self.seed, "end_fraction": self.end_fraction,
                 "grow": self.grow, "batch_size": self.batch_size}
+
+    def __repr__(self):
+        arguments = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+        return f"Regrowth({arguments})"
 
     @classmethod
     def from_config(cls, config):

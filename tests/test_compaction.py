@@ -375,3 +375,58 @@ def test_a_layer_with_every_unit_dead_keeps_one():
         compacted = keras_anneal.compact(model)
     assert compacted.layers[0].units == 1
     same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 5)))
+
+
+def test_units_behind_an_activation_that_mixes_them_stay():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((5,)), keras.layers.Dense(8, activation="sparsemax", name="a"),
+        keras.layers.Dense(2, name="out")]))
+    out = model.layers[1]
+    mask = out.get_masks()[0]
+    mask[3] = 0  # Unit 3 of `a` is read by nothing, but sparsemax mixes it with the others.
+    out.set_masks([mask])
+    with pytest.warns(UserWarning, match=r"kept.*'a'"):
+        compacted = keras_anneal.compact(model)
+    assert compacted.layers[0].units == 8
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 5)))
+
+
+def test_dead_units_of_layers_it_does_not_follow_are_reported():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((6, 6, 2)), keras.layers.DepthwiseConv2D(3, name="depthwise"),
+        keras.layers.Flatten(), keras.layers.Dense(2, name="out")]))
+    set_dead(model.layers[0], [0], axis=-2)  # Input channel 0's filter.
+    with pytest.warns(UserWarning, match=r"kept.*'depthwise'"):
+        compacted = keras_anneal.compact(model)
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(4, 6, 6, 2)))
+
+
+def test_nested_models_with_repeated_layer_names_stay_nested():
+    keras.utils.set_random_seed(0)
+
+    def block(name):
+        return keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, name="fc")], name=name)
+
+    model = keras.Sequential([keras.Input((8,)), block("b1"), block("b2"),
+                              keras.layers.Dense(2, name="out")])
+    kernel = model.layers[0].layers[0].kernel
+    kernel.assign(np.where(np.arange(8) == 0, 0.0, keras.ops.convert_to_numpy(kernel)))
+    with pytest.warns(UserWarning, match=r"kept.*'fc'"):
+        compacted = keras_anneal.compact(model)
+    assert [layer.name for layer in compacted.layers] == ["b1", "b2", "out"]
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 8)))
+
+
+def test_a_constant_that_is_infinite_on_the_probe_is_not_folded():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((4, 4, 2))
+    x = keras.layers.Conv2D(3, 1, bias_initializer="ones", name="c")(1.0 / inputs)
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.Flatten()(x))
+    model = keras_anneal.prune_model(keras.Model(inputs, outputs))
+    set_dead(model.get_layer("masked_c"), [0])  # 0 * (1 / 0) is NaN on an all-zero probe.
+    with pytest.warns(UserWarning, match=r"kept.*'c'"):
+        compacted = keras_anneal.compact(model)
+    assert np.all(np.isfinite(keras.ops.convert_to_numpy(compacted.get_layer("out").bias)))
+    same_outputs(model, compacted, np.random.default_rng(0).uniform(1, 2, size=(4, 4, 4, 2)))

@@ -155,3 +155,15 @@ def test_annealed_pruning_with_gradient_regrowth_keeps_the_count_exact():
     model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[pruning, Watch()])
     assert {int(mask.sum()) for mask in seen} == {64}  # Exactly half of 128 at every step.
     assert len({mask.tobytes() for mask in seen}) > 2  # The masks moved.
+
+
+def test_effective_weight_gradients_count_activity_regularization():
+    def gradient(regularizer):
+        keras.utils.set_random_seed(0)
+        model = keras_anneal.prune_model(keras.Sequential([keras.Input((3,)), keras.layers.Dense(
+            2, use_bias=False, activity_regularizer=regularizer)]))
+        model.compile(loss="mse")
+        x, y = np.ones((4, 3)), np.zeros((4, 2))
+        return keras_anneal.gradients.effective_weight_gradients(model, x, y)[0]
+
+    assert not np.allclose(gradient(keras.regularizers.L2(1.0)), gradient(None))
