@@ -2,8 +2,9 @@
 
 `compact` asks this module what to delete. Every tensor's last axis is a
 list of channel ids; layers that act on each channel alone (activations,
-Dropout, BatchNormalization, pooling) pass the list on, a residual add (or
-any element-wise merge, `x + y` included) makes the channels it adds one
+Dropout, BatchNormalization, pooling, a Reshape that keeps the last axis)
+pass the list on, a residual add (or any element-wise merge, `x + y` and a
+squeeze-and-excitation product included) makes the channels it adds one
 channel (a union-find over ids), a concatenation joins the lists, and
 Flatten keeps the list under the spatial positions. A Dense or Conv layer
 reads its input's channels and writes new ones. This is the dependency
@@ -120,6 +121,22 @@ def _acts_per_channel(layer, rank):
     return getattr(layer, "data_format", "channels_last") == "channels_last"
 
 
+def _broadcast_channels(tensors):
+    """True if element-wise `tensors` line up channel by channel: one rank,
+    one last axis, the other axes equal or 1 (squeeze-and-excitation's
+    `(1, 1, C)` times `(H, W, C)`)."""
+    shapes = [tuple(tensor.shape) for tensor in tensors]
+    if len({len(shape) for shape in shapes}) != 1 or len({shape[-1] for shape in shapes}) != 1:
+        return False
+    for sizes in zip(*(shape[1:-1] for shape in shapes)):
+        if len(set(sizes)) == 1:
+            continue
+        known = {size for size in sizes if size != 1}
+        if len(known) != 1 or None in known:
+            return False
+    return shapes[0][-1] is not None
+
+
 def _elementwise(node):
     """True for an operator node such as `x + y` or `keras.ops.relu(x) * 2.0`."""
     if isinstance(node.operation, keras.layers.Layer):
@@ -150,7 +167,7 @@ class ChannelDependencies:
         self.flat = {}  # id(tensor) -> (shape before Flatten, channel ids).
         self.readers = []  # Reader: a Dense or Conv layer and the channels it reads.
         self.producers = []  # (layer, channel ids it writes).
-        self.sliced = []  # (per-channel layer with weights, channel ids).
+        self.sliced = []  # (per-channel layer with weights or a shape, channel ids).
         self.unfollowed = []  # Layers it does not know, used more than once, or nested models.
         nodes = [node for depth in sorted(graph._nodes_by_depth, reverse=True)
                  for node in graph._nodes_by_depth[depth]]
@@ -225,8 +242,14 @@ class ChannelDependencies:
                 self.tensors[out] = self._channels(x)
                 if isinstance(layer, keras.layers.Layer) and layer.weights:
                     self.sliced.append((layer, self.tensors[out]))
+        elif len(inputs) == 1 and isinstance(layer, keras.layers.Reshape):
+            # Channels last and unchanged (e.g. (C,) to (1, 1, C)): they pass on.
+            if flat[0] or outputs[0].shape[-1] != x.shape[-1] or x.shape[-1] is None:
+                return False
+            self.tensors[out] = self._channels(x)
+            self.sliced.append((layer, self.tensors[out]))  # Its target shape narrows.
         elif isinstance(layer, _MERGES) or _elementwise(node):
-            if any(flat) or len({tuple(tensor.shape) for tensor in inputs}) != 1:
+            if any(flat) or not _broadcast_channels(inputs):
                 return False
             lists = [self._channels(tensor) for tensor in inputs]
             for others in lists[1:]:
@@ -261,21 +284,18 @@ class ChannelDependencies:
         for channel in range(len(self._parent)):
             members[self.find(channel)].add(channel)
         constant = {root for root, group in members.items() if group <= no_input}
-        read = {self.find(reader.channels[j]) for reader in self.readers
-                for j in np.flatnonzero(_outgoing(reader))}
-        pinned = {self.find(c) for c in self.pinned}
-        removed = {root for root in members if root not in pinned
-                   and (root not in read or root in constant)}
-        values = self._constant_inputs(removed & read)
-        if values is None:  # No probe (inputs of unknown size): no constant is folded.
-            removed -= read
-            values = {}
-        for index, reader in enumerate(self.readers):
-            if index in values:
-                removed -= _unfoldable(reader, values[index], self.find, removed & read)
-        for ids in self._channel_lists():
-            if ids and all(self.find(c) in removed for c in ids):
-                removed.discard(self.find(ids[0]))  # A tensor keeps at least one channel.
+        removed, read, values = first = self._removal_pass(set(), members, constant)
+        # Removing a unit stops its layer from reading through that unit's
+        # weights, which may leave more channels unread: repeat until nothing
+        # changes (a chain of dead units goes whole). Without a fixed point,
+        # the first pass (which reads through every unit) is the safe answer.
+        for _ in range(len(self.producers)):
+            before = removed
+            removed, read, values = self._removal_pass(before, members, constant)
+            if removed == before:
+                break
+        else:
+            removed, read, values = first
         constants = {
             index: _bias_change(reader, values[index], self.find, removed & read)
             for index, reader in enumerate(self.readers) if index in values
@@ -289,6 +309,30 @@ class ChannelDependencies:
         kept_dead += [name for operation in self.unfollowed for name in _with_dead_units(operation)
                       if name not in kept_dead]
         return removed, constants, kept_dead
+
+    def _removal_pass(self, removed, members, constant):
+        """`(removable roots, read roots, probe values)`, reading only through
+        the units whose roots are not in `removed`."""
+        pinned = {self.find(c) for c in self.pinned}
+        writes = {id(layer): ids for layer, ids in self.producers}
+        read = set()
+        for reader in self.readers:
+            kept = np.array([self.find(c) not in removed for c in writes[id(reader.layer)]])
+            read.update(self.find(reader.channels[j])
+                        for j in np.flatnonzero(_outgoing(reader, kept)))
+        candidates = {root for root in members if root not in pinned
+                      and (root not in read or root in constant)}
+        values = self._constant_inputs(candidates & read)
+        if values is None:  # No probe (inputs of unknown size): no constant is folded.
+            candidates -= read
+            values = {}
+        for index, reader in enumerate(self.readers):
+            if index in values:
+                candidates -= _unfoldable(reader, values[index], self.find, candidates & read)
+        for ids in self._channel_lists():
+            if ids and all(self.find(c) in candidates for c in ids):
+                candidates.discard(self.find(ids[0]))  # A tensor keeps a channel.
+        return candidates, read, values
 
     def _channel_lists(self):
         yield from self.tensors.values()
@@ -312,9 +356,12 @@ class ChannelDependencies:
         return {i: ops.convert_to_numpy(v).astype("float64") for i, v in zip(wanted, values)}
 
 
-def _outgoing(reader):
-    """Per channel the reader reads: does any of its weights use it?"""
+def _outgoing(reader, kept_units=None):
+    """Per channel the reader reads: does any of its weights (into
+    `kept_units`, a boolean array over its units, or all) use it?"""
     kernel = ops.convert_to_numpy(reader.layer.kernel)
+    if kept_units is not None:
+        kernel = kernel[..., kept_units]
     count = len(reader.channels)
     if reader.flat_shape is not None:  # Rows of a Dense kernel: (positions..., channels).
         kernel = np.moveaxis(kernel.reshape(-1, count, kernel.shape[-1]), 1, 0)

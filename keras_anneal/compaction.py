@@ -124,7 +124,9 @@ def _transform(layer, spec):
             bias = values[1] + spec.get("fold", 0.0)
             values[1] = (bias[out_keep] if out_keep is not None else bias).astype(values[1].dtype)
     elif "channels" in spec:
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if isinstance(layer, keras.layers.Reshape):
+            config["target_shape"] = (*config["target_shape"][:-1], int(spec["channels"].sum()))
+        elif isinstance(layer, keras.layers.BatchNormalization):
             values = [v[spec["channels"]] for v in values]
         else:  # PReLU: slopes per channel, unless shared across channels.
             values = [v[..., spec["channels"]] if v.shape[-1] == spec["channels"].size else v

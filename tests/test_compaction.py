@@ -430,3 +430,41 @@ def test_a_constant_that_is_infinite_on_the_probe_is_not_folded():
         compacted = keras_anneal.compact(model)
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(compacted.get_layer("out").bias)))
     same_outputs(model, compacted, np.random.default_rng(0).uniform(1, 2, size=(4, 4, 4, 2)))
+
+
+def test_a_chain_of_dead_units_goes_whole():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((5,)), keras.layers.Dense(4, activation="relu", name="a"),
+        keras.layers.Dense(3, activation="relu", name="b"), keras.layers.Dense(2, name="out")]))
+    a, b, out = keras_anneal.masked_layers(model)
+    mask = b.get_masks()[0]
+    mask[0] = [0, 1, 0]  # a's unit 0 feeds only b's unit 1 ...
+    b.set_masks([mask])
+    mask = out.get_masks()[0]
+    mask[1] = 0  # ... which nothing reads: both go.
+    out.set_masks([mask])
+    compacted = keras_anneal.compact(model)
+    assert [layer.units for layer in compacted.layers] == [3, 2, 2]
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 5)))
+
+
+def test_squeeze_and_excitation_channels_go_with_the_convolution():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6, 6, 4))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    s = keras.layers.GlobalAveragePooling2D()(x)
+    s = keras.layers.Dense(2, activation="relu", name="squeeze")(s)
+    s = keras.layers.Dense(8, activation="sigmoid", name="excite")(s)
+    x = keras.layers.Multiply()([x, keras.layers.Reshape((1, 1, 8))(s)])
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras_anneal.prune_model(keras.Model(inputs, outputs))
+    for name in ("masked_out", "masked_squeeze"):  # Channel 3 is read by nothing.
+        layer = model.get_layer(name)
+        mask = layer.get_masks()[0]
+        mask[3] = 0
+        layer.set_masks([mask])
+    compacted = keras_anneal.compact(model)
+    assert compacted.get_layer("conv").filters == 7 and compacted.get_layer("excite").units == 7
+    assert compacted.get_layer("squeeze").kernel.shape == (7, 2)
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(4, 6, 6, 4)))
