@@ -3,9 +3,9 @@
 A unit (a Dense unit, a convolution filter) is dead when every weight into
 it is pruned, or every weight out of it. `compact` rebuilds the model
 without such units: the producing layer loses its output units, the layers
-in between (activations, Dropout, BatchNormalization, pooling, Flatten,
-residual adds, concatenations) lose the channels, and each consuming layer
-loses the matching inputs. Channels that a residual add or any element-wise
+in between (element-wise activations, Dropout, BatchNormalization, pooling,
+Flatten, channel-keeping Reshapes, residual adds, concatenations) lose the
+channels, and each consuming layer loses the matching inputs. Channels that a residual add or any element-wise
 merge couples go only when they are dead on every branch
 (`keras_anneal.channel_dependencies`). A unit with no inputs but a bias
 still outputs a constant; that constant is folded into its consumers'
