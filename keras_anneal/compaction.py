@@ -164,25 +164,34 @@ def _called(plain, chain):
 
 
 def _rebuilt_sequential(plain, chain, specs):
-    transformed = [_transform(layer, specs.get(layer.name, {})) for layer in chain]
-    new_layers = [type(layer).from_config(config) for layer, (config, _) in zip(chain, transformed)]
+    new_layers, weights = [], []
+    for layer in chain:  # Layers it leaves as they are are reused (`plain` is a copy).
+        if specs.get(layer.name):
+            config, values = _transform(layer, specs[layer.name])
+            new_layers.append(type(layer).from_config(config))
+            weights.append(values)
+        else:
+            new_layers.append(layer)
+            weights.append(None)
     inputs = keras.Input(batch_shape=tuple(plain.inputs[0].shape), dtype=plain.inputs[0].dtype)
     compacted = keras.Sequential([inputs, *new_layers], name=plain.name)
-    for layer, (_, values) in zip(new_layers, transformed):
-        layer.set_weights(values)
+    for layer, values in zip(new_layers, weights):
+        if values is not None:
+            layer.set_weights(values)
     return compacted
 
 
 def _rebuilt_functional(plain, specs):
-    transformed = {layer.name: _transform(layer, specs.get(layer.name, {})) for layer in plain.layers}
+    transformed = {name: _transform(plain.get_layer(name), spec)
+                   for name, spec in specs.items() if spec}
 
-    def rebuilt(layer):
-        if layer.name not in transformed:  # An operator node (`x + y`): stateless.
+    def rebuilt(layer):  # Layers it leaves as they are are reused (`plain` is a copy).
+        if not isinstance(layer, keras.layers.Layer) or layer.name not in transformed:
             return layer
         return type(layer).from_config(transformed[layer.name][0])
 
     compacted = keras.models.clone_model(plain, clone_function=rebuilt)
     for layer in compacted.layers:
-        if layer.name in transformed and layer.weights:
+        if layer.name in transformed:
             layer.set_weights(transformed[layer.name][1])
     return compacted
