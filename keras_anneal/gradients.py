@@ -9,6 +9,8 @@ every prunable weight at `w ⊙ m` (the same function) and differentiates
 the compiled loss with respect to those values, on every backend.
 """
 
+import inspect
+
 import keras
 from keras import ops
 
@@ -54,13 +56,16 @@ def effective_weight_gradients(model, x, y):
     effective = [ops.multiply(w, ops.cast(m, w.dtype)) for w, m in zip(weights, masks)]
     ones = [ops.ones(mask.shape, mask.dtype) for mask in masks]
     x, y = keras.tree.map_structure(ops.convert_to_tensor, (x, y))
+    # An override of `compute_loss` may predate its `training` argument.
+    takes_training = "training" in inspect.signature(model.compute_loss).parameters
+    inference = {"training": False} if takes_training else {}
 
     def loss(values):
         mapping = list(zip(weights, values)) + list(zip(masks, ones))
         # collect_losses: `add_loss` and activity regularizers count too.
         with keras.StatelessScope(state_mapping=mapping, collect_losses=True):
             y_pred = model(x, training=False)
-            return model.compute_loss(x=x, y=y, y_pred=y_pred, training=False)
+            return model.compute_loss(x=x, y=y, y_pred=y_pred, **inference)
 
     backend = keras.backend.backend()
     if backend == "tensorflow":
