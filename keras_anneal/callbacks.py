@@ -10,6 +10,7 @@ from keras import ops
 from keras_anneal import _validation
 from keras_anneal import allocation as allocation_module
 from keras_anneal import budget as budget_module
+from keras_anneal import channel_dependencies
 from keras_anneal import criteria
 from keras_anneal import gradients
 from keras_anneal import masking
@@ -437,7 +438,9 @@ class AnnealedPruning(keras.callbacks.Callback):
     def _unit_masks(self, weights, permanent, target, step):
         """Whole units removed (output layers excepted); their biases zeroed."""
         scores = self.criterion.scores(weights, permanent, step)
-        masks = unit_pruning.unit_masks(scores, permanent, target, self._unit_axes)
+        masks = unit_pruning.unit_masks(
+            scores, permanent, target, self._unit_axes, groups=self._unit_groups
+        )
         masks = [old if output else new for old, new, output in zip(permanent, masks, self._outputs)]
         for bias, mask, axes in zip(self._unit_biases, masks, self._unit_axes):
             if bias is not None and np.ndim(mask) >= 2:
@@ -478,6 +481,9 @@ class AnnealedPruning(keras.callbacks.Callback):
         producing = _output_producers(self.model)
         self._outputs = [id(layer) in producing for layer in self._layers for _ in layer.masks]
         self._unit_target = 0.0
+        self._unit_groups = _coupled_units(self.model, self._layers) if (
+            self.granularity == "unit"
+        ) else None
         self._permanent = [ops.convert_to_numpy(mask) for mask in self._masks]
         self._initial = [mask.copy() for mask in self._permanent]
         self._initial_biases = self._unit_bias_values()
@@ -527,6 +533,26 @@ def _check_granularity(value):
         "Argument `granularity` must be 'weight', 'unit' or an N:M pattern with "
         f"0 < N < M, e.g. '2:4'. Received: granularity={value!r}"
     )
+
+
+def _coupled_units(model, layers):
+    """Per mask of `layers`, an id per output unit that names the units a
+    residual add (or any element-wise merge) couples across layers; None
+    where nothing is coupled or the model is not a Functional graph."""
+    if not hasattr(model, "_nodes_by_depth") or isinstance(model, keras.Sequential):
+        return None  # A chain couples nothing; a subclassed model has no graph to read.
+    dependencies = channel_dependencies.ChannelDependencies(model)
+    roots = {id(layer): [dependencies.find(c) for c in ids]
+             for layer, ids in dependencies.producers}
+    groups = [roots.get(id(layer)) if len(layer.masks) == 1 else None
+              for layer in layers for _ in layer.masks]
+    members = {}
+    for group in filter(None, groups):
+        for root in set(group):
+            members[root] = members.get(root, 0) + 1
+    if not any(count > 1 for count in members.values()):
+        return None
+    return groups
 
 
 def _output_producers(model):

@@ -98,6 +98,11 @@ _ELEMENTWISE_OPS = frozenset({
 })
 
 
+def _unwrapped(layer):
+    """The layer a `keras.layers.Wrapper` (a `Masked` layer) holds, else `layer`."""
+    return layer.layer if isinstance(layer, keras.layers.Wrapper) else layer
+
+
 def is_producer(layer):
     """Dense and (non-grouped, channels-last) convolutions: the layers `compact` narrows."""
     return isinstance(layer, _PRODUCERS) and not isinstance(layer, _EXCLUDED_PRODUCERS) and (
@@ -154,9 +159,11 @@ class ChannelDependencies:
     """The channels of a Functional graph, merged where layers couple them.
 
     Args:
-        graph: a Functional `keras.Model` without `Masked` layers.
+        graph: a Functional `keras.Model`. `Masked` layers are followed as
+            the layers they wrap (for the coupling alone: `removal` reads
+            plain kernels, so call it on a stripped model).
 
-    Call `removal()` for what can go.
+    Call `removal()` for what can go, `find` for which channels are one.
     """
 
     def __init__(self, graph):
@@ -219,12 +226,13 @@ class ChannelDependencies:
             return False
         out, x = id(outputs[0]), inputs[0]
         flat = [id(tensor) in self.flat for tensor in inputs]
-        if len(inputs) == 1 and is_producer(layer):
-            if flat[0] and not isinstance(layer, keras.layers.Dense):
+        inner = _unwrapped(layer)  # Channels are followed through `Masked` layers too.
+        if len(inputs) == 1 and is_producer(inner):
+            if flat[0] and not isinstance(inner, keras.layers.Dense):
                 return False
             shape, ids = self.flat[id(x)] if flat[0] else (None, self._channels(x))
             self.readers.append(Reader(layer, x, ids, shape))
-            self.tensors[out] = self._new(int(layer.kernel.shape[-1]), pinned=_mixes_units(layer))
+            self.tensors[out] = self._new(int(inner.kernel.shape[-1]), pinned=_mixes_units(inner))
             self.producers.append((layer, self.tensors[out]))
         elif len(inputs) == 1 and isinstance(layer, keras.layers.Flatten):
             if flat[0]:

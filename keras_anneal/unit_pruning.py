@@ -67,7 +67,7 @@ def units_to_remove(significance, alive, sparsity):
     return remove
 
 
-def unit_masks(scores, masks, sparsity, unit_axes=None):
+def unit_masks(scores, masks, sparsity, unit_axes=None, groups=None):
     """Masks removing whole output units: `floor(s * units)` per tensor.
 
     A unit (an index of the last `unit_axes` axes: a Dense unit, a
@@ -77,6 +77,13 @@ def unit_masks(scores, masks, sparsity, unit_axes=None):
     every tensor keeps at least one unit. Tensors of fewer than 2 axes are
     left as they are.
 
+    `groups` couples units across tensors (the channels a residual add makes
+    one, `keras_anneal.channel_dependencies`): per tensor, an id per unit, or
+    None. Coupled units are ranked by their group's score,
+    `sum over members of score_j / mean(score of the member's tensor)`, so
+    that layers coupled one to one lose the same units and `compact` can
+    delete them.
+
     Example:
 
     >>> w = np.array([[1.0, 0.1, 2.0], [1.0, 0.2, -3.0]])  # 3 units, L1 2, 0.3, 5
@@ -85,18 +92,42 @@ def unit_masks(scores, masks, sparsity, unit_axes=None):
            [1., 0., 1.]], dtype=float32)
     """
     unit_axes = unit_axes or [1] * len(scores)
-    new_masks = []
+    groups = groups or [None] * len(scores)
+    tensors = []  # (flat mask, unit scores, alive) per tensor that has units.
     for score, mask, axes in zip(scores, masks, unit_axes):
         mask = np.asarray(mask, dtype=np.float32)
         if mask.ndim < 2 or axes == 0:
-            new_masks.append(mask.copy())
+            tensors.append((mask, None, None))
             continue
         units = math.prod(mask.shape[mask.ndim - axes:])
         flat_mask = mask.reshape(-1, units)
         flat_score = np.asarray(score, dtype=np.float64).reshape(-1, units) * (flat_mask != 0)
-        alive = flat_mask.any(axis=0)
-        remove = units_to_remove(flat_score.sum(axis=0), alive, sparsity)
+        tensors.append((flat_mask, flat_score.sum(axis=0), flat_mask.any(axis=0)))
+    unit_scores = _grouped_scores([t[1:] for t in tensors], groups)
+    new_masks = []
+    for (flat_mask, score, alive), mask in zip(tensors, masks):
+        if score is None:
+            new_masks.append(flat_mask.copy())
+            continue
+        remove = units_to_remove(unit_scores.pop(0), alive, sparsity)
         flat_mask = flat_mask.copy()
         flat_mask[:, remove] = 0.0
-        new_masks.append(flat_mask.reshape(mask.shape))
+        new_masks.append(flat_mask.reshape(np.shape(mask)))
     return new_masks
+
+
+def _grouped_scores(tensors, groups):
+    """Per tensor with units, its unit scores, coupled units replaced by their group's."""
+    normalized = []
+    for (score, alive), group in zip(tensors, groups):
+        if score is None:
+            continue
+        mean = score[alive].mean() if alive.any() else 0.0
+        normalized.append((score / mean if mean > 0 else score, group))
+    totals = {}
+    for score, group in normalized:
+        if group is not None:
+            for unit, key in enumerate(group):
+                totals[key] = totals.get(key, 0.0) + score[unit]
+    return [score if group is None else np.array([totals[key] for key in group])
+            for score, group in normalized]

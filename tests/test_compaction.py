@@ -468,3 +468,26 @@ def test_squeeze_and_excitation_channels_go_with_the_convolution():
     assert compacted.get_layer("conv").filters == 7 and compacted.get_layer("excite").units == 7
     assert compacted.get_layer("squeeze").kernel.shape == (7, 2)
     same_outputs(model, compacted, np.random.default_rng(0).normal(size=(4, 6, 6, 4)))
+
+
+def test_unit_granularity_removes_the_same_units_from_layers_an_add_couples():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    a = keras.layers.Dense(8, activation="relu", name="a")(inputs)
+    b = keras.layers.Dense(8, name="b")(keras.layers.Dense(8, activation="relu", name="inner")(a))
+    outputs = keras.layers.Dense(2, name="out")(keras.layers.Activation("relu")(a + b))
+    model = keras_anneal.prune_model(keras.Model(inputs, outputs))
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 6)).astype("float32"), rng.normal(size=(64, 2)).astype("float32")
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[keras_anneal.AnnealedPruning(
+        schedules.FSA(0.5, end_fraction=0.5), frequency=1, granularity="unit")])
+
+    def dead(name):
+        return set(np.flatnonzero(~model.get_layer(name).get_masks()[0].any(axis=0)))
+
+    assert len(dead("masked_a")) == 4 and dead("masked_a") == dead("masked_b")
+    assert len(dead("masked_inner")) == 4  # Not coupled: its own choice, same count.
+    compacted = keras_anneal.compact(model)
+    assert [compacted.get_layer(n).units for n in ("a", "inner", "b")] == [4, 4, 4]
+    same_outputs(model, compacted, x)
