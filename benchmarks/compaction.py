@@ -6,7 +6,9 @@ units and filters removed; the output layer keeps its units), then measures
 for the dense model (same training, no pruning), the masked model and
 `keras_anneal.compact(model)`: parameters, multiply-accumulates (Dense and
 Conv layers), inference latency at batch 1 and batch 128 (median of
-`--calls` calls of `predict_on_batch`, after warm-up) and test accuracy.
+`--calls` calls of `predict_on_batch`, and of a compiled forward pass
+without its per-call bookkeeping, after warm-up; LiteRT too on TensorFlow)
+and test accuracy.
 Choices are not made here; the test set only reports.
 
     python benchmarks/compaction.py --data ../shared/datasets/mnist.npz
@@ -71,6 +73,34 @@ def _size(shape):
 def latency(model, x, calls):
     """Median seconds of `predict_on_batch(x)` over `calls` calls, after 3 warm-up calls."""
     return _median_seconds(lambda: model.predict_on_batch(x), calls)
+
+
+def compiled_latency(model, x, calls):
+    """Median seconds of one compiled forward pass, `predict_on_batch`'s
+    per-call bookkeeping left out: a `tf.function` (TensorFlow), a `jax.jit`
+    of `stateless_call` (JAX), or an eager call under `torch.no_grad`."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        forward = tf.function(lambda batch: model(batch, training=False))
+        tensor = tf.constant(x)
+        return _median_seconds(lambda: forward(tensor).numpy(), calls)
+    if backend == "jax":
+        import jax
+
+        trainable = [v.value for v in model.trainable_variables]
+        frozen = [v.value for v in model.non_trainable_variables]
+        forward = jax.jit(lambda t, n, batch: model.stateless_call(t, n, batch, training=False)[0])
+        array = jax.numpy.asarray(x)
+        return _median_seconds(lambda: forward(trainable, frozen, array).block_until_ready(), calls)
+    import torch
+
+    tensor = torch.as_tensor(x)
+    with torch.no_grad():
+        return _median_seconds(lambda: model(tensor, training=False), calls)
 
 
 def litert_latencies(model, batches, calls, directory):
@@ -165,6 +195,9 @@ def main(argv=None):
                     "macs": multiply_accumulates(candidate),
                     "latency_batch_1": latency(candidate, x_test[:1], args.calls),
                     "latency_batch_128": latency(candidate, x_test[:128], args.calls),
+                    "compiled_latency_batch_1": compiled_latency(candidate, x_test[:1], args.calls),
+                    "compiled_latency_batch_128": compiled_latency(
+                        candidate, x_test[:128], args.calls),
                     "test_accuracy": float(accuracy),
                 }
                 if kind != "masked":  # A masked model exports as its dense twin.
@@ -194,9 +227,11 @@ def write_table(results, path):
         "a masked model's parameters include its masks.",
         "",
         "| network | unit sparsity | model | parameters | MACs | × fewer MACs | batch 1 (ms) | "
-        "batch 128 (ms) | × faster (1) | × faster (128) | test acc (%) |"
+        "batch 128 (ms) | × faster (1) | × faster (128) | compiled batch 1 / 128 (ms) | "
+        "× faster compiled (1 / 128) | test acc (%) |"
         + (" LiteRT batch 1 (ms) | LiteRT batch 128 (ms) |" if litert else ""),
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if litert else ""),
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        + ("---:|---:|" if litert else ""),
     ]
     for r in rows:
         base = masked.get((r["network"], r["unit_sparsity"]), dense[r["network"]])
@@ -206,7 +241,8 @@ def write_table(results, path):
             f"{1000 * r['latency_batch_128']:.2f} | "
             f"{base['latency_batch_1'] / r['latency_batch_1']:.2f} | "
             f"{base['latency_batch_128'] / r['latency_batch_128']:.2f} | "
-            f"{100 * r['test_accuracy']:.2f} |"
+            + _compiled_cells(base, r)
+            + f"{100 * r['test_accuracy']:.2f} |"
         )
         if litert:
             line += "".join(f" {1000 * r[key]:.3f} |" if key in r else " |" for key in
@@ -215,6 +251,15 @@ def write_table(results, path):
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _compiled_cells(base, row):
+    """The compiled-call columns (empty for results written before they existed)."""
+    keys = ("compiled_latency_batch_1", "compiled_latency_batch_128")
+    if not all(key in row and key in base for key in keys):
+        return " | | "
+    return (f"{1000 * row[keys[0]]:.3f} / {1000 * row[keys[1]]:.2f} | "
+            f"{base[keys[0]] / row[keys[0]]:.2f} / {base[keys[1]] / row[keys[1]]:.2f} | ")
 
 
 if __name__ == "__main__":
