@@ -292,14 +292,15 @@ class ChannelDependencies:
         for channel in range(len(self._parent)):
             members[self.find(channel)].add(channel)
         constant = {root for root, group in members.items() if group <= no_input}
-        removed, read, values = first = self._removal_pass(set(), members, constant)
+        pinned = {self.find(c) for c in self.pinned}
+        removed, read, values = first = self._removal_pass(set(), members, constant, pinned)
         # Removing a unit stops its layer from reading through that unit's
         # weights, which may leave more channels unread: repeat until nothing
         # changes (a chain of dead units goes whole). Without a fixed point,
         # the first pass (which reads through every unit) is the safe answer.
         for _ in range(len(self.producers)):
             before = removed
-            removed, read, values = self._removal_pass(before, members, constant)
+            removed, read, values = self._removal_pass(before, members, constant, pinned)
             if removed == before:
                 break
         else:
@@ -318,14 +319,12 @@ class ChannelDependencies:
                       if name not in kept_dead]
         return removed, constants, kept_dead
 
-    def _removal_pass(self, removed, members, constant):
+    def _removal_pass(self, removed, members, constant, pinned):
         """`(removable roots, read roots, probe values)`, reading only through
         the units whose roots are not in `removed`."""
-        pinned = {self.find(c) for c in self.pinned}
-        writes = {id(layer): ids for layer, ids in self.producers}
         read = set()
-        for reader in self.readers:
-            kept = np.array([self.find(c) not in removed for c in writes[id(reader.layer)]])
+        for reader, (_, units) in zip(self.readers, self.producers):  # Appended together.
+            kept = np.array([self.find(c) not in removed for c in units])
             read.update(self.find(reader.channels[j])
                         for j in np.flatnonzero(_outgoing(reader, kept)))
         candidates = {root for root in members if root not in pinned

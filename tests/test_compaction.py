@@ -382,10 +382,8 @@ def test_units_behind_an_activation_that_mixes_them_stay():
     model = keras_anneal.prune_model(keras.Sequential([
         keras.Input((5,)), keras.layers.Dense(8, activation="sparsemax", name="a"),
         keras.layers.Dense(2, name="out")]))
-    out = model.layers[1]
-    mask = out.get_masks()[0]
-    mask[3] = 0  # Unit 3 of `a` is read by nothing, but sparsemax mixes it with the others.
-    out.set_masks([mask])
+    # Unit 3 of `a` is read by nothing, but sparsemax mixes it with the others.
+    set_dead(model.layers[1], [3], axis=-2)
     with pytest.warns(UserWarning, match=r"kept.*'a'"):
         compacted = keras_anneal.compact(model)
     assert compacted.layers[0].units == 8
@@ -441,9 +439,7 @@ def test_a_chain_of_dead_units_goes_whole():
     mask = b.get_masks()[0]
     mask[0] = [0, 1, 0]  # a's unit 0 feeds only b's unit 1 ...
     b.set_masks([mask])
-    mask = out.get_masks()[0]
-    mask[1] = 0  # ... which nothing reads: both go.
-    out.set_masks([mask])
+    set_dead(out, [1], axis=-2)  # ... which nothing reads: both go.
     compacted = keras_anneal.compact(model)
     assert [layer.units for layer in compacted.layers] == [3, 2, 2]
     same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 5)))
@@ -460,10 +456,7 @@ def test_squeeze_and_excitation_channels_go_with_the_convolution():
     outputs = keras.layers.Dense(2, name="out")(keras.layers.GlobalAveragePooling2D()(x))
     model = keras_anneal.prune_model(keras.Model(inputs, outputs))
     for name in ("masked_out", "masked_squeeze"):  # Channel 3 is read by nothing.
-        layer = model.get_layer(name)
-        mask = layer.get_masks()[0]
-        mask[3] = 0
-        layer.set_masks([mask])
+        set_dead(model.get_layer(name), [3], axis=-2)
     compacted = keras_anneal.compact(model)
     assert compacted.get_layer("conv").filters == 7 and compacted.get_layer("excite").units == 7
     assert compacted.get_layer("squeeze").kernel.shape == (7, 2)
