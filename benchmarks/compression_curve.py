@@ -38,6 +38,7 @@ sys.path.insert(0, HERE)
 FRACTIONS = (1.0, 0.8, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05, 0.02)
 METHODS = ("magnitude-layer", "magnitude-global", "lobs", "lobs-retrain", "n2ps", "fsa", "sa", "ga")
 VALIDATION = 5000
+REGROWTH = ("none", "set", "rigl")
 
 
 def lenet_300_100(l2):
@@ -62,13 +63,31 @@ def compile_model(model, decay_steps=None):
     return model
 
 
+def fsa_callback(kept, regrowth, x_train, y_train):
+    """The annealing of the curve: FSA to `1 - kept`, with `regrowth` after it.
+
+    `regrowth` is `"none"`, `"set"` (random regrowth) or `"rigl"` (regrowth by
+    gradient magnitude on batches of the training data).
+    """
+    import keras_anneal
+
+    grown = {"none": None, "set": keras_anneal.Regrowth(fraction=0.3),
+             "rigl": keras_anneal.Regrowth(fraction=0.3, grow="gradient")}[regrowth]
+    return keras_anneal.AnnealedPruning(
+        keras_anneal.schedules.FSA(1.0 - kept, end_fraction=0.5), frequency=10,
+        keep_units_connected=False, regrowth=grown,
+        regrowth_data=(x_train, y_train) if regrowth == "rigl" else None)
+
+
 def tune(args, x_train, y_train, x_val, y_val):
-    """Chooses the training (epochs, L2, learning-rate decay) on the validation split.
+    """Chooses the training (epochs, L2, learning-rate decay, regrowth) on validation.
 
     FSA at each `--tune-kept` fraction, for every setting of the grid; the
     setting with the best mean validation accuracy wins. The test set is not
     read.
     """
+    import itertools
+
     import keras
     from _common import environment
     from _common import write_results
@@ -76,39 +95,38 @@ def tune(args, x_train, y_train, x_val, y_val):
     import keras_anneal
 
     rows = []
-    for epochs in args.tune_epochs:
-        for l2 in args.tune_l2:
-            for decay in ("none", "cosine"):
-                for kept in args.tune_kept:
-                    keras.utils.set_random_seed(args.seed)
-                    steps = epochs * -(-len(x_train) // 128) if decay == "cosine" else None
-                    model = compile_model(keras_anneal.prune_model(lenet_300_100(l2)), steps)
-                    start = time.perf_counter()
-                    model.fit(x_train, y_train, batch_size=128, epochs=epochs, verbose=0,
-                              callbacks=[keras_anneal.AnnealedPruning(
-                                  keras_anneal.schedules.FSA(1.0 - kept, end_fraction=0.5),
-                                  frequency=10, keep_units_connected=False)])
-                    accuracy = float(model.evaluate(x_val, y_val, batch_size=1024, verbose=0)[1])
-                    rows.append({"epochs": epochs, "l2": l2, "decay": decay, "kept": kept,
-                                 "validation_accuracy": accuracy,
-                                 "seconds": time.perf_counter() - start})
-                    print(rows[-1], flush=True)
-                    write_results(f"{args.name}_tuning", {"settings": vars(args), **environment(),
-                                                         "rows": rows}, directory=args.output_dir)
+    grid = itertools.product(args.tune_epochs, args.tune_l2, args.tune_decay, args.tune_regrowth)
+    for epochs, l2, decay, regrowth in grid:
+        for kept in args.tune_kept:
+            keras.utils.set_random_seed(args.seed)
+            steps = epochs * -(-len(x_train) // 128) if decay == "cosine" else None
+            model = compile_model(keras_anneal.prune_model(lenet_300_100(l2)), steps)
+            start = time.perf_counter()
+            model.fit(x_train, y_train, batch_size=128, epochs=epochs, verbose=0,
+                      callbacks=[fsa_callback(kept, regrowth, x_train, y_train)])
+            accuracy = float(model.evaluate(x_val, y_val, batch_size=1024, verbose=0)[1])
+            rows.append({"epochs": epochs, "l2": l2, "decay": decay, "regrowth": regrowth,
+                         "kept": kept, "validation_accuracy": accuracy,
+                         "seconds": time.perf_counter() - start})
+            print(rows[-1], flush=True)
+            write_results(f"{args.name}_tuning", {"settings": vars(args), **environment(),
+                                                 "rows": rows}, directory=args.output_dir)
     by_setting = {}
     for row in rows:
-        by_setting.setdefault((row["epochs"], row["l2"], row["decay"]), []).append(
-            row["validation_accuracy"])
+        key = (row["epochs"], row["l2"], row["decay"], row["regrowth"])
+        by_setting.setdefault(key, []).append(row["validation_accuracy"])
     lines = ["FSA on LeNet-300-100, validation accuracy (%) (last 5,000 training images) by "
              "training setting:", "",
-             "| epochs | L2 | learning rate | " + " | ".join(f"kept {k:g}" for k in args.tune_kept)
-             + " | mean |", "|---:|---:|---|" + "---:|" * (len(args.tune_kept) + 1)]
-    for (epochs, l2, decay), values in by_setting.items():
-        lines.append(f"| {epochs} | {l2:g} | {decay} | "
+             "| epochs | L2 | learning rate | regrowth | "
+             + " | ".join(f"kept {k:g}" for k in args.tune_kept) + " | mean |",
+             "|---:|---:|---|---|" + "---:|" * (len(args.tune_kept) + 1)]
+    for (epochs, l2, decay, regrowth), values in by_setting.items():
+        lines.append(f"| {epochs} | {l2:g} | {decay} | {regrowth} | "
                      + " | ".join(f"{100 * v:.2f}" for v in values)
                      + f" | {100 * sum(values) / len(values):.2f} |")
     best = max(by_setting, key=lambda k: sum(by_setting[k]) / len(by_setting[k]))
-    lines += ["", f"Chosen: {best[0]} epochs, L2 {best[1]:g}, learning rate {best[2]}."]
+    lines += ["", f"Chosen: {best[0]} epochs, L2 {best[1]:g}, learning rate {best[2]}, "
+              f"regrowth {best[3]}."]
     with open(os.path.join(args.output_dir, f"{args.name}_tuning.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -124,11 +142,16 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--decay", choices=["none", "cosine"], default="cosine",
                         help="learning-rate decay of every training")
+    parser.add_argument("--regrowth", choices=REGROWTH, default="none",
+                        help="drop-and-regrow after FSA reaches its target")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tune", action="store_true",
-                        help="choose epochs, L2 and decay for FSA on the validation split")
+                        help="choose epochs, L2, decay and regrowth for FSA on the validation split")
     parser.add_argument("--tune-epochs", type=int, nargs="+", default=[10, 30])
     parser.add_argument("--tune-l2", type=float, nargs="+", default=[1e-4, 1e-5, 0.0])
+    parser.add_argument("--tune-decay", nargs="+", default=["none", "cosine"],
+                        choices=["none", "cosine"])
+    parser.add_argument("--tune-regrowth", nargs="+", default=["none"], choices=REGROWTH)
     parser.add_argument("--tune-kept", type=float, nargs="+", default=[0.05])
     parser.add_argument("--name", default="compression_curve")
     parser.add_argument("--output-dir", default=os.path.join(HERE, "results"))
@@ -198,9 +221,8 @@ def main(argv=None):
                 keras.utils.set_random_seed(args.seed)
                 model = compiled(keras_anneal.prune_model(lenet_300_100(args.l2)))
                 if fraction < 1.0:
-                    fit(model, args.epochs, [keras_anneal.AnnealedPruning(
-                        keras_anneal.schedules.FSA(1.0 - fraction, end_fraction=0.5),
-                        frequency=10, keep_units_connected=False)])
+                    fit(model, args.epochs,
+                        [fsa_callback(fraction, args.regrowth, x_train, y_train)])
                 else:
                     fit(model, args.epochs)
                 points.append(_point(model, fraction, test_accuracy))

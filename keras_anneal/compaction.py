@@ -27,10 +27,12 @@ from keras import ops
 
 from keras_anneal.channel_dependencies import ChannelDependencies
 from keras_anneal.channel_dependencies import is_producer
+from keras_anneal import optimizer_state
+from keras_anneal.layers import Masked
 from keras_anneal.models import strip
 
 
-def compact(model):
+def compact(model, carry_optimizer=False):
     """A plain Keras model without the dead units of `model`.
 
     Its outputs equal the masked model's (within float rounding); Dense
@@ -38,9 +40,19 @@ def compact(model):
     were pruned (see `AnnealedPruning(granularity="unit")`). Layers whose
     dead units could not be removed are named in a `UserWarning`.
 
+    With `carry_optimizer=True`, training goes on in the smaller model where
+    it stopped: the result is compiled as `model` was, and its optimizer
+    starts from `model.optimizer`'s state (step counter, learning rate, and
+    each slot, e.g. Adam's moments, sliced like its weight;
+    `keras_anneal.optimizer_state`). Pruned weights left inside kept units
+    are plain zeros there, free to grow back: a `UserWarning` says how many.
+
     Args:
         model: a Sequential or Functional `keras.Model`, with `Masked`
             layers or already stripped.
+        carry_optimizer: compile the result like `model` and carry its
+            optimizer state over. `model` must be compiled. Defaults to
+            `False`: the result is not compiled.
 
     Returns:
         A new `keras.Model` with no keras-anneal layer in it.
@@ -60,13 +72,41 @@ def compact(model):
             f"Argument `model` must be a keras.Model. Received: model={model!r} "
             f"of type {type(model).__name__}"
         )
+    if carry_optimizer and getattr(model, "optimizer", None) is None:
+        raise ValueError(
+            "Argument `carry_optimizer=True` needs a compiled model that has an optimizer. "
+            f"Received: model {model.name!r}, which is not compiled"
+        )
     plain = strip(model)
     chain = _sequential_chain(plain) if isinstance(plain, keras.Sequential) else None
     graph = plain if chain is None else _called(plain, chain)
     specs = _specs(ChannelDependencies(graph))
     if chain is not None:
-        return _rebuilt_sequential(plain, chain, specs)
-    return _rebuilt_functional(plain, specs)
+        compacted = _rebuilt_sequential(plain, chain, specs)
+    else:
+        compacted = _rebuilt_functional(plain, specs)
+    if carry_optimizer:
+        optimizer_state.carry_optimizer(
+            model, plain, compacted,
+            lambda layer, values: _sliced(layer, specs[layer.name], values, fold=False))
+        _warn_of_zeros_left(model, compacted)
+    return compacted
+
+
+def _warn_of_zeros_left(model, compacted):
+    """Warns when pruned weights stay inside kept units (training revives them)."""
+    masked = {layer.layer.name for layer in model._flatten_layers() if isinstance(layer, Masked)}
+    left = sum(int(np.sum(ops.convert_to_numpy(layer.weights[0]) == 0))
+               for layer in compacted._flatten_layers()
+               if layer.name in masked and is_producer(layer))
+    if left:
+        warnings.warn(
+            f"compact: {left} pruned weights inside kept units are plain zeros in the "
+            "compacted model, and training it lets them grow back. Unit pruning "
+            "(`granularity='unit'`) leaves none.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _specs(dependencies):
@@ -104,7 +144,23 @@ def _specs(dependencies):
 def _transform(layer, spec):
     """`(config, weights)` of `layer` after the slicing `spec` asks for."""
     config = layer.get_config()
+    if is_producer(layer) and spec.get("out") is not None:
+        config["units" if isinstance(layer, keras.layers.Dense) else "filters"] = int(
+            spec["out"].sum()
+        )
+    elif isinstance(layer, keras.layers.Reshape) and "channels" in spec:
+        config["target_shape"] = (*config["target_shape"][:-1], int(spec["channels"].sum()))
     values = [np.asarray(ops.convert_to_numpy(w)) for w in layer.weights]
+    return config, _sliced(layer, spec, values)
+
+
+def _sliced(layer, spec, values, fold=True):
+    """`values` (one array per weight of `layer`) sliced as `spec` asks.
+
+    With `fold=False` no constant is added to the bias: the slicing of
+    anything shaped like the weights (an optimizer's moments).
+    """
+    values = list(values)
     if is_producer(layer) and spec:
         kernel = values[0]
         if "in" in spec:
@@ -116,22 +172,18 @@ def _transform(layer, spec):
         out_keep = spec.get("out")
         if out_keep is not None:
             kernel = kernel[..., out_keep]
-            config["units" if isinstance(layer, keras.layers.Dense) else "filters"] = int(
-                out_keep.sum()
-            )
         values[0] = kernel
         if layer.use_bias:
-            bias = values[1] + spec.get("fold", 0.0)
+            bias = values[1] + spec.get("fold", 0.0) if fold else values[1]
             values[1] = (bias[out_keep] if out_keep is not None else bias).astype(values[1].dtype)
     elif "channels" in spec:
-        if isinstance(layer, keras.layers.Reshape):
-            config["target_shape"] = (*config["target_shape"][:-1], int(spec["channels"].sum()))
-        elif isinstance(layer, keras.layers.BatchNormalization):
+        if isinstance(layer, keras.layers.BatchNormalization):
             values = [v[spec["channels"]] for v in values]
-        else:  # PReLU: slopes per channel, unless shared across channels.
+        elif not isinstance(layer, keras.layers.Reshape):
+            # PReLU: slopes per channel, unless shared across channels.
             values = [v[..., spec["channels"]] if v.shape[-1] == spec["channels"].size else v
                       for v in values]
-    return config, values
+    return values
 
 
 def _opened(layers):
