@@ -27,16 +27,24 @@ def remove_units(model, name, next_name, units):
     reader.set_masks([mask])
 
 
-def trained_model(x, y):
+def trained_model(x, y, functional=False):
     keras.utils.set_random_seed(0)
-    model = keras_anneal.prune_model(keras.Sequential([
-        keras.Input((6, 6, 2)),
+    layers = [
         keras.layers.Conv2D(6, 3, activation="relu", name="conv"),
         keras.layers.BatchNormalization(name="norm"),
         keras.layers.Flatten(),
         keras.layers.Dense(8, activation="tanh", name="hidden"),
         keras.layers.Dense(3, name="out"),
-    ]))
+    ]
+    if functional:
+        inputs = keras.Input((6, 6, 2))
+        outputs = inputs
+        for layer in layers:
+            outputs = layer(outputs)
+        model = keras.Model(inputs, outputs)
+    else:
+        model = keras.Sequential([keras.Input((6, 6, 2)), *layers])
+    model = keras_anneal.prune_model(model)
     remove_units(model, "conv", "hidden", [1, 4])
     remove_units(model, "hidden", "out", [0, 5, 6])
     model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(0.02, 40)),
@@ -51,9 +59,10 @@ def data():
             rng.normal(size=(32, 3)).astype("float32"))
 
 
-def test_training_goes_on_in_the_compacted_model_as_in_the_masked_one():
+@pytest.mark.parametrize("functional", [False, True], ids=["sequential", "functional"])
+def test_training_goes_on_in_the_compacted_model_as_in_the_masked_one(functional):
     x, y = data()
-    model = trained_model(x, y)
+    model = trained_model(x, y, functional)
     compacted = keras_anneal.compact(model, carry_optimizer=True)
     assert compacted.get_layer("conv").filters == 4
     assert compacted.get_layer("hidden").units == 5
