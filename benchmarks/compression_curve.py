@@ -41,23 +41,27 @@ VALIDATION = 5000
 REGROWTH = ("none", "set", "rigl")
 
 
-def lenet_300_100(l2):
+def lenet_300_100(l2, dropout=0.0):
+    """784-300-100-10 with L2 on the kernels; `dropout` after each hidden layer."""
     import keras
 
     regularizer = keras.regularizers.L2(l2)
+    drop = [keras.layers.Dropout(dropout)] if dropout else []
     return keras.Sequential([
         keras.Input((28, 28)), keras.layers.Flatten(),
-        keras.layers.Dense(300, activation="relu", kernel_regularizer=regularizer),
-        keras.layers.Dense(100, activation="relu", kernel_regularizer=regularizer),
+        keras.layers.Dense(300, activation="relu", kernel_regularizer=regularizer), *drop,
+        keras.layers.Dense(100, activation="relu", kernel_regularizer=regularizer), *drop,
         keras.layers.Dense(10, activation="softmax", kernel_regularizer=regularizer),
     ], name="lenet_300_100")
 
 
-def compile_model(model, decay_steps=None):
-    """Adam at 1e-3; with `decay_steps`, cosine-decayed to 0 over that many steps."""
+def compile_model(model, decay_steps=None, learning_rate=1e-3):
+    """Adam; with `decay_steps`, its rate cosine-decayed to 0 over that many steps."""
     import keras
 
-    rate = 1e-3 if not decay_steps else keras.optimizers.schedules.CosineDecay(1e-3, decay_steps)
+    rate = learning_rate
+    if decay_steps:
+        rate = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps)
     model.compile(optimizer=keras.optimizers.Adam(rate), loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"])
     return model
@@ -95,17 +99,19 @@ def tune(args, x_train, y_train, x_val, y_val):
     import keras_anneal
 
     rows = []
-    grid = itertools.product(args.tune_epochs, args.tune_l2, args.tune_decay, args.tune_regrowth)
-    for epochs, l2, decay, regrowth in grid:
+    grid = itertools.product(args.tune_epochs, args.tune_l2, args.tune_decay, args.tune_regrowth,
+                             args.tune_dropout, args.tune_learning_rate)
+    for epochs, l2, decay, regrowth, dropout, rate in grid:
         for kept in args.tune_kept:
             keras.utils.set_random_seed(args.seed)
             steps = epochs * -(-len(x_train) // 128) if decay == "cosine" else None
-            model = compile_model(keras_anneal.prune_model(lenet_300_100(l2)), steps)
+            model = compile_model(keras_anneal.prune_model(lenet_300_100(l2, dropout)), steps, rate)
             start = time.perf_counter()
             model.fit(x_train, y_train, batch_size=128, epochs=epochs, verbose=0,
                       callbacks=[fsa_callback(kept, regrowth, x_train, y_train)])
             accuracy = float(model.evaluate(x_val, y_val, batch_size=1024, verbose=0)[1])
             rows.append({"epochs": epochs, "l2": l2, "decay": decay, "regrowth": regrowth,
+                         "dropout": dropout, "learning_rate": rate,
                          "kept": kept, "validation_accuracy": accuracy,
                          "seconds": time.perf_counter() - start})
             print(rows[-1], flush=True)
@@ -113,20 +119,21 @@ def tune(args, x_train, y_train, x_val, y_val):
                                                  "rows": rows}, directory=args.output_dir)
     by_setting = {}
     for row in rows:
-        key = (row["epochs"], row["l2"], row["decay"], row["regrowth"])
+        key = (row["epochs"], row["l2"], row["decay"], row["regrowth"], row["dropout"],
+               row["learning_rate"])
         by_setting.setdefault(key, []).append(row["validation_accuracy"])
     lines = ["FSA on LeNet-300-100, validation accuracy (%) (last 5,000 training images) by "
              "training setting:", "",
-             "| epochs | L2 | learning rate | regrowth | "
+             "| epochs | L2 | learning rate | decay | regrowth | Dropout | "
              + " | ".join(f"kept {k:g}" for k in args.tune_kept) + " | mean |",
-             "|---:|---:|---|---|" + "---:|" * (len(args.tune_kept) + 1)]
-    for (epochs, l2, decay, regrowth), values in by_setting.items():
-        lines.append(f"| {epochs} | {l2:g} | {decay} | {regrowth} | "
+             "|---:|---:|---:|---|---|---:|" + "---:|" * (len(args.tune_kept) + 1)]
+    for (epochs, l2, decay, regrowth, dropout, rate), values in by_setting.items():
+        lines.append(f"| {epochs} | {l2:g} | {rate:g} | {decay} | {regrowth} | {dropout:g} | "
                      + " | ".join(f"{100 * v:.2f}" for v in values)
                      + f" | {100 * sum(values) / len(values):.2f} |")
     best = max(by_setting, key=lambda k: sum(by_setting[k]) / len(by_setting[k]))
-    lines += ["", f"Chosen: {best[0]} epochs, L2 {best[1]:g}, learning rate {best[2]}, "
-              f"regrowth {best[3]}."]
+    lines += ["", f"Chosen: {best[0]} epochs, L2 {best[1]:g}, learning rate {best[5]:g} "
+              f"({best[2]}), regrowth {best[3]}, Dropout {best[4]:g}."]
     with open(os.path.join(args.output_dir, f"{args.name}_tuning.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -142,6 +149,9 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--decay", choices=["none", "cosine"], default="cosine",
                         help="learning-rate decay of every training")
+    parser.add_argument("--dropout", type=float, default=0.0,
+                        help="Dropout rate after each hidden layer")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's (initial) rate")
     parser.add_argument("--regrowth", choices=REGROWTH, default="none",
                         help="drop-and-regrow after FSA reaches its target")
     parser.add_argument("--seed", type=int, default=0)
@@ -152,6 +162,8 @@ def main(argv=None):
     parser.add_argument("--tune-decay", nargs="+", default=["none", "cosine"],
                         choices=["none", "cosine"])
     parser.add_argument("--tune-regrowth", nargs="+", default=["none"], choices=REGROWTH)
+    parser.add_argument("--tune-dropout", type=float, nargs="+", default=[0.0])
+    parser.add_argument("--tune-learning-rate", type=float, nargs="+", default=[1e-3])
     parser.add_argument("--tune-kept", type=float, nargs="+", default=[0.05])
     parser.add_argument("--name", default="compression_curve")
     parser.add_argument("--output-dir", default=os.path.join(HERE, "results"))
@@ -173,7 +185,8 @@ def main(argv=None):
     steps_per_epoch = -(-len(x_train) // 128)
 
     def compiled(model, epochs=args.epochs):
-        return compile_model(model, epochs * steps_per_epoch if args.decay == "cosine" else None)
+        return compile_model(model, epochs * steps_per_epoch if args.decay == "cosine" else None,
+                             args.learning_rate)
 
     def fit(model, epochs, callbacks=()):
         model.fit(x_train, y_train, batch_size=128, epochs=epochs, verbose=0,
@@ -184,7 +197,7 @@ def main(argv=None):
 
     keras.utils.set_random_seed(args.seed)
     start = time.perf_counter()
-    dense = compiled(lenet_300_100(args.l2))
+    dense = compiled(lenet_300_100(args.l2, args.dropout))
     fit(dense, args.epochs)
     dense_seconds = time.perf_counter() - start
 
@@ -219,7 +232,7 @@ def main(argv=None):
         elif method == "fsa":
             for fraction in fractions:
                 keras.utils.set_random_seed(args.seed)
-                model = compiled(keras_anneal.prune_model(lenet_300_100(args.l2)))
+                model = compiled(keras_anneal.prune_model(lenet_300_100(args.l2, args.dropout)))
                 if fraction < 1.0:
                     fit(model, args.epochs,
                         [fsa_callback(fraction, args.regrowth, x_train, y_train)])
