@@ -27,8 +27,8 @@ def carry_optimizer(source, plain, target, sliced):
         plain: its stripped copy, whose layers compaction sliced.
         target: the compacted model.
         sliced: `sliced(layer, values)`, the slicing compaction applied to
-            the weights of a layer of `plain` (`None` if it left the layer
-            as it is), applied to arrays of the same shapes.
+            the weights of a sliced layer of `plain`, applied to arrays of
+            the same shapes (one per weight of the layer).
 
     Raises:
         ValueError: if the models' trainable weights do not pair up, or
@@ -36,10 +36,12 @@ def carry_optimizer(source, plain, target, sliced):
     """
     weights = list(zip(source.trainable_variables, plain.trainable_variables,
                        target.trainable_variables))
-    if not len(weights) == len(source.trainable_variables) == len(target.trainable_variables):
+    counts = {len(m.trainable_variables) for m in (source, plain, target)}
+    if len(counts) > 1 or any(tuple(s.shape) != tuple(p.shape) for s, p, _ in weights):
         raise ValueError(
             "The compacted model's trainable weights do not pair up with the original's: "
-            f"{len(source.trainable_variables)} and {len(target.trainable_variables)}"
+            f"{[tuple(w.shape) for w in source.trainable_variables]} and "
+            f"{[tuple(w.shape) for w in target.trainable_variables]}"
         )
     old = source.optimizer
     if not old.built:
@@ -52,8 +54,10 @@ def carry_optimizer(source, plain, target, sliced):
     # Slot names start with their weight's path: the longest matching prefix.
     owners = sorted(((_prefix(t), index) for index, (_, _, t) in enumerate(weights)),
                     key=lambda item: -len(item[0]))
+    # Pre-order: a leaf layer comes after the models holding it, and wins.
     owner_of_plain = {id(w): (layer, j) for layer in plain._flatten_layers()
                       for j, w in enumerate(layer.weights)}
+    trainable = {id(w): k for k, (_, w, _) in enumerate(weights)}
 
     def old_slot(index, slot):
         return old_values[_prefix(weights[index][0]) + slot]
@@ -74,7 +78,6 @@ def carry_optimizer(source, plain, target, sliced):
             value = old_slot(index, slot)
             if tuple(value.shape) != tuple(variable.shape):
                 layer, j = owner_of_plain[id(weights[index][1])]
-                trainable = {id(w): k for k, (_, w, _) in enumerate(weights)}
                 values = [_numpy(old_slot(trainable[id(w)], slot)) if id(w) in trainable
                           else _numpy(w) for w in layer.weights]
                 value = sliced(layer, values)[j]
