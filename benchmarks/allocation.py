@@ -13,7 +13,12 @@ separable convnet) and seed, trains:
   then fine-tuned as many epochs again with the callback and an accuracy
   budget of 0.1 point against its own validation score (`max_drop=0.001`,
   `reference=` that score; a linear ramp to 0.95 over 80% of the fine-tuning,
-  as a ceiling).
+  as a ceiling);
+- `budget-steps`: the same, on a staircase instead of a ramp: half of the
+  weights left go at the start of each fine-tuning epoch after the first
+  (`ConstantRate(0.5, interval=<one epoch>, relative_to="remaining")`: 50%,
+  75%, 87.5%, 93.75%, capped at 95%), so the budget judges each sparsity
+  after an epoch of recovery, not in the middle of a removal.
 
 Data: training on the first `--train` of the first 55,000 MNIST training
 images; every run records its accuracy on the validation split (the last
@@ -52,6 +57,7 @@ def variants():
             }
     # The callback's default allocation; the budget, not 0.95, sets the sparsity.
     table["budget"] = {"dropout": True, "sparsity": 0.95, "max_drop": 0.001, "fine_tune": True}
+    table["budget-steps"] = {**table["budget"], "staircase": True}
     return table
 
 
@@ -132,7 +138,11 @@ def run(network, config, seed, data, args):
         options["reference"] = model.fit(**fit).history["val_accuracy"][-1]
     if pruned:
         model = keras_anneal.prune_model(model)  # A copy: a fresh optimizer, step 0.
-        if config.get("fine_tune"):  # A linear ramp: the budget is judged at each epoch end.
+        if config.get("staircase"):  # A removal at each epoch start, judged at its end.
+            schedule = keras_anneal.schedules.ConstantRate(
+                rate=0.5, interval=-(-len(x_train) // 128), relative_to="remaining",
+                final_sparsity=config["sparsity"])
+        elif config.get("fine_tune"):  # A linear ramp: the budget is judged at each epoch end.
             schedule = keras_anneal.schedules.PolynomialDecay(
                 final_sparsity=config["sparsity"], power=1, end_fraction=0.8)
         else:
