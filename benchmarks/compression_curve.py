@@ -15,13 +15,19 @@ kept fraction from 1.0 down to 0.02 measures the test accuracy of:
 
 Calibration data (L-OBS, N2PS, the searches) is the validation split, the
 last 5,000 training images; training uses the first 55,000. The training
-(30 epochs, L2 1e-4, Adam with a cosine-decayed learning rate) was chosen
-with `--tune` on that validation split, for FSA at 5% of the weights
-(compression_curve_tuning.md); the test set is not read there. Writes
+(30 epochs, L2 1e-4, Dropout 0.1 after each hidden layer, Adam from 3e-3
+cosine-decayed to 0, no regrowth) was chosen with `--tune` on that
+validation split, for FSA at 5% of the weights, in three grids
+(compression_curve_tuning.md: epochs, L2, decay; _regrowth_tuning.md:
+regrowth, 60 epochs; _dropout_tuning.md: Dropout, learning rate); the test
+set is not read there. Writes
 benchmarks/results/compression_curve.json, .md (table, wall time per
 method) and .png (accuracy against kept fraction, every method):
 
     python benchmarks/compression_curve.py --data ../shared/datasets/mnist.npz --tune
+    python benchmarks/compression_curve.py --data ../shared/datasets/mnist.npz --tune \
+        --tune-epochs 30 --tune-l2 1e-4 --tune-decay cosine --tune-dropout 0 0.1 0.2 \
+        --tune-learning-rate 1e-3 3e-3 --name compression_curve_dropout
     python benchmarks/compression_curve.py --data ../shared/datasets/mnist.npz
     python benchmarks/compression_curve.py --data ../shared/datasets/mnist.npz --train 3000 \
         --epochs 1 --fractions 1.0 0.5 0.1 --name smoke
@@ -149,9 +155,9 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--decay", choices=["none", "cosine"], default="cosine",
                         help="learning-rate decay of every training")
-    parser.add_argument("--dropout", type=float, default=0.0,
+    parser.add_argument("--dropout", type=float, default=0.1,
                         help="Dropout rate after each hidden layer")
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's (initial) rate")
+    parser.add_argument("--learning-rate", type=float, default=3e-3, help="Adam's (initial) rate")
     parser.add_argument("--regrowth", choices=REGROWTH, default="none",
                         help="drop-and-regrow after FSA reaches its target")
     parser.add_argument("--seed", type=int, default=0)
