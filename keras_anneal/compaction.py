@@ -44,8 +44,10 @@ def compact(model, carry_optimizer=False):
     it stopped: the result is compiled as `model` was, and its optimizer
     starts from `model.optimizer`'s state (step counter, learning rate, and
     each slot, e.g. Adam's moments, sliced like its weight;
-    `keras_anneal.optimizer_state`). Pruned weights left inside kept units
-    are plain zeros there, free to grow back: a `UserWarning` says how many.
+    `keras_anneal.optimizer_state`; Adafactor's factored moments, not shaped
+    like their weights, raise a `ValueError`). Pruned weights left inside
+    kept units are plain zeros there, free to grow back: a `UserWarning`
+    says how many.
 
     Args:
         model: a Sequential or Functional `keras.Model`, with `Masked`

@@ -20,7 +20,9 @@ def carry_optimizer(source, plain, target, sliced):
     """Compiles `target` like `source` and hands it `source`'s optimizer state.
 
     The three models have the same trainable weights in the same order,
-    some of them sliced in `target`.
+    some of them sliced in `target`. Both optimizers, of one class built on
+    weights in one order, hold their variables in the same order: they are
+    paired by position, and each pair's names must agree.
 
     Args:
         source: the compiled (masked) model training stopped in.
@@ -31,57 +33,69 @@ def carry_optimizer(source, plain, target, sliced):
             the same shapes (one per weight of the layer).
 
     Raises:
-        ValueError: if the models' trainable weights do not pair up, or
-            `target`'s optimizer holds a variable that `source`'s does not.
+        ValueError: if the weights or the optimizer variables do not pair
+            up, or a variable of a sliced weight is not shaped like it
+            (Adafactor's factored moments), so slicing cannot apply to it.
+            Nothing is assigned then.
     """
     weights = list(zip(source.trainable_variables, plain.trainable_variables,
                        target.trainable_variables))
     counts = {len(m.trainable_variables) for m in (source, plain, target)}
-    if len(counts) > 1 or any(tuple(s.shape) != tuple(p.shape) for s, p, _ in weights):
+    if len(counts) > 1 or any(tuple(s.shape) != tuple(p.shape) or p.name != t.name
+                              for s, p, t in weights):
         raise ValueError(
             "The compacted model's trainable weights do not pair up with the original's: "
-            f"{[tuple(w.shape) for w in source.trainable_variables]} and "
-            f"{[tuple(w.shape) for w in target.trainable_variables]}"
+            f"{[w.path for w in source.trainable_variables]} and "
+            f"{[w.path for w in target.trainable_variables]}"
         )
     old = source.optimizer
-    if not old.built:
-        old.build(source.trainable_variables)
     target.compile_from_config(source.get_compile_config())
+    if not old.built:  # Never stepped: there is no state to carry.
+        return
     new = target.optimizer
     if not new.built:
         new.build(target.trainable_variables)
-    old_values = {v.name: v for v in old.variables}
-    # Slot names start with their weight's path: the longest matching prefix.
-    owners = sorted(((_prefix(t), index) for index, (_, _, t) in enumerate(weights)),
-                    key=lambda item: -len(item[0]))
-    # Pre-order: a leaf layer comes after the models holding it, and wins.
-    owner_of_plain = {id(w): (layer, j) for layer in plain._flatten_layers()
-                      for j, w in enumerate(layer.weights)}
-    trainable = {id(w): k for k, (_, w, _) in enumerate(weights)}
+    if len(old.variables) != len(new.variables):
+        raise ValueError(
+            "The optimizers' variables do not pair up: "
+            f"{len(old.variables)} and {len(new.variables)} variables"
+        )
+    by_name = {v.name: v for v in old.variables}
+    # A slot's name starts with its weight's path: the longest matching prefix.
+    owners = sorted(((_prefix(t), _prefix(s), index) for index, (s, _, t) in enumerate(weights)),
+                    key=lambda owner: -len(owner[0]))
+    owner_of_plain = {}
+    for layer in plain._flatten_layers():  # Pre-order: a leaf layer comes last, and wins.
+        for j, weight in enumerate(layer.weights):
+            owner_of_plain[id(weight)] = (layer, j)
+    trainable = {id(p): index for index, (_, p, _) in enumerate(weights)}
 
-    def old_slot(index, slot):
-        return old_values[_prefix(weights[index][0]) + slot]
-
-    for variable in new.variables:
-        owner = next(((p, i) for p, i in owners if variable.name.startswith(p)), None)
-        if owner is None:  # The step counter, the learning rate: by name.
-            if variable.name not in old_values:
-                raise ValueError(
-                    f"The optimizer of the compacted model has a variable {variable.name!r} "
-                    "that the original's does not: they must be of the same type. "
-                    f"Received: {type(old).__name__} and {type(new).__name__}"
-                )
-            value = old_values[variable.name]
-        else:
-            prefix, index = owner
-            slot = variable.name[len(prefix):]
-            value = old_slot(index, slot)
-            if tuple(value.shape) != tuple(variable.shape):
-                layer, j = owner_of_plain[id(weights[index][1])]
-                values = [_numpy(old_slot(trainable[id(w)], slot)) if id(w) in trainable
-                          else _numpy(w) for w in layer.weights]
-                value = sliced(layer, values)[j]
-        variable.assign(ops.convert_to_tensor(_numpy(value), dtype=variable.dtype))
+    values = []
+    for before, after in zip(old.variables, new.variables):
+        owner = next((o for o in owners if after.name.startswith(o[0])), None)
+        slot = after.name[len(owner[0]):] if owner else None
+        if before.name != (owner[1] + slot if owner else after.name):
+            raise ValueError(
+                "The optimizers' variables do not pair up: "
+                f"{before.name!r} and {after.name!r}"
+            )
+        if tuple(before.shape) == tuple(after.shape):
+            values.append(_numpy(before))
+            continue
+        index = owner[2] if owner else None
+        if index is None or tuple(before.shape) != tuple(weights[index][0].shape):
+            raise ValueError(
+                f"Cannot carry the optimizer variable {before.name!r} over: it is not shaped "
+                "like the weight it belongs to, so the slicing of that weight does not apply "
+                "to it (Adafactor's factored moments are such). Pass carry_optimizer=False "
+                "and compile the compacted model again."
+            )
+        layer, j = owner_of_plain[id(weights[index][1])]
+        siblings = [_numpy(by_name[_prefix(weights[trainable[id(w)]][0]) + slot])
+                    if id(w) in trainable else _numpy(w) for w in layer.weights]
+        values.append(sliced(layer, siblings)[j])
+    for variable, value in zip(new.variables, values):
+        variable.assign(ops.convert_to_tensor(value, dtype=variable.dtype))
 
 
 def _prefix(weight):

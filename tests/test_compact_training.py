@@ -27,7 +27,15 @@ def remove_units(model, name, next_name, units):
     reader.set_masks([mask])
 
 
-def trained_model(x, y, functional=False):
+OPTIMIZERS = {
+    "adam-cosine": lambda: keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(0.02, 40)),
+    "adam-amsgrad": lambda: keras.optimizers.Adam(0.01, amsgrad=True),
+    "sgd-nesterov": lambda: keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    "adadelta": lambda: keras.optimizers.Adadelta(1.0),
+}
+
+
+def trained_model(x, y, functional=False, optimizer="adam-cosine"):
     keras.utils.set_random_seed(0)
     layers = [
         keras.layers.Conv2D(6, 3, activation="relu", name="conv"),
@@ -47,8 +55,7 @@ def trained_model(x, y, functional=False):
     model = keras_anneal.prune_model(model)
     remove_units(model, "conv", "hidden", [1, 4])
     remove_units(model, "hidden", "out", [0, 5, 6])
-    model.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(0.02, 40)),
-                  loss="mse", metrics=["mae"])
+    model.compile(OPTIMIZERS[optimizer](), loss="mse", metrics=["mae"])
     model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
     return model
 
@@ -59,19 +66,21 @@ def data():
             rng.normal(size=(32, 3)).astype("float32"))
 
 
-@pytest.mark.parametrize("functional", [False, True], ids=["sequential", "functional"])
-def test_training_goes_on_in_the_compacted_model_as_in_the_masked_one(functional):
+@pytest.mark.parametrize("functional, optimizer", [
+    (False, "adam-cosine"), (True, "adam-cosine"), (False, "adam-amsgrad"),
+    (False, "sgd-nesterov"), (False, "adadelta"),
+])
+def test_training_goes_on_in_the_compacted_model_as_in_the_masked_one(functional, optimizer):
     x, y = data()
-    model = trained_model(x, y, functional)
+    model = trained_model(x, y, functional, optimizer)
     compacted = keras_anneal.compact(model, carry_optimizer=True)
     assert compacted.get_layer("conv").filters == 4
     assert compacted.get_layer("hidden").units == 5
     assert int(compacted.optimizer.iterations) == int(model.optimizer.iterations) == 8
-    assert compacted.loss == "mse"
+    assert type(compacted.optimizer) is type(model.optimizer) and compacted.loss == "mse"
 
     restarted = keras_anneal.compact(model)  # The same weights, a fresh optimizer.
-    restarted.compile(keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(0.02, 40)),
-                      loss="mse")
+    restarted.compile(OPTIMIZERS[optimizer](), loss="mse")
     for each in (model, compacted, restarted):
         each.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
     expected = model.predict(x, verbose=0)
@@ -101,6 +110,45 @@ def slots(model, slot):
     return {"/".join(w.path.split("/")[-2:]):
             keras.ops.convert_to_numpy(variables[w.path.replace("/", "_") + "_" + slot])
             for w in model.trainable_variables}
+
+
+def test_annealed_units_train_on_alike_after_compaction():
+    """The real path: `granularity="unit"` removes the units during `fit`."""
+    x, y = data()
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((6, 6, 2)),
+        keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, activation="relu", name="hidden"),
+        keras.layers.Dense(3, name="out"),
+    ]))
+    model.compile(keras.optimizers.Adam(0.01), loss="mse")
+    model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0,
+              callbacks=[keras_anneal.AnnealedPruning(
+                  keras_anneal.schedules.FSA(0.5, end_fraction=1.0), frequency=1,
+                  granularity="unit")])
+    compacted = keras_anneal.compact(model, carry_optimizer=True)
+    assert (compacted.get_layer("conv").filters, compacted.get_layer("hidden").units) == (4, 5)
+    np.testing.assert_allclose(compacted.predict(x, verbose=0), model.predict(x, verbose=0),
+                               atol=1e-5, rtol=1e-4)
+    assert int(compacted.optimizer.iterations) == int(model.optimizer.iterations) == 8
+    before = compacted.evaluate(x, y, verbose=0)
+    history = compacted.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0)
+    assert history.history["loss"][-1] < before
+
+
+def test_moments_not_shaped_like_their_weight_are_refused():
+    x, y = data()
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((4,)), keras.layers.Dense(5, name="a"), keras.layers.Dense(2, name="b")]))
+    remove_units(model, "a", "b", [2])
+    model.compile(keras.optimizers.Adafactor(), "mse")
+    model.fit(x.reshape(32, -1)[:, :4], y[:, :2], batch_size=8, verbose=0)
+    with pytest.raises(ValueError, match="not shaped like the weight.*carry_optimizer=False"):
+        keras_anneal.compact(model, carry_optimizer=True)
+    assert keras_anneal.compact(model).get_layer("a").units == 4
 
 
 def test_carry_optimizer_needs_a_compiled_model_and_changes_nothing():
