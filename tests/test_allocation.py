@@ -375,3 +375,14 @@ def test_per_layer_dict_never_undoes_pruning_along_the_plan():
             assert np.all(after[before == 0] == 0)
         masks = new
     assert pruned_counts(masks) == [400, 100]
+
+
+def test_one_shot_pruning_names_an_unknown_layer_and_changes_nothing():
+    model = keras_anneal.prune_model(small_mlp())
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(ValueError, match=r"`allocation`.*\['masked_nope'\].*masked_hidden"):
+        keras_anneal.prune(model, sparsity=0.5, allocation={"masked_nope": 0.5})
+    with pytest.raises(ValueError, match="`model` has no `keras_anneal.Masked` layer"):
+        keras_anneal.prune(small_mlp(), "obs", sparsity=0.5, data=np.ones((4, 8)))
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
