@@ -98,6 +98,11 @@ class AnnealedPruning(keras.callbacks.Callback):
         mode: `"max"` if larger `monitor` is better, `"min"` if smaller,
             `"auto"` to tell from its name (losses and errors are `"min"`).
             Defaults to `"auto"`.
+        restore_weights: when the budget holds the sparsity, bring back every
+            weight of the model as it was at the last epoch end within the
+            budget, not only its masks (as `EarlyStopping(restore_best_weights=True)`),
+            so the model is the one measured within it; the cost is a copy of
+            the weights at each such epoch end. Defaults to True.
         granularity: `"weight"`, or `"unit"` to remove whole output units
             (Dense units, convolution filters): `floor(s * units)` of each
             layer's, the units of lowest summed criterion score (L1 norm of
@@ -161,6 +166,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         mode="auto",
         granularity="weight",
         scope=None,
+        restore_weights=True,
     ):
         super().__init__()
         self.schedule = schedules_module.get(schedule)
@@ -208,6 +214,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         self.on_nonfinite = _validation.check_choice(
             "on_nonfinite", on_nonfinite, ("raise", "skip")
         )
+        self.restore_weights = bool(restore_weights)
         self.sparsity = 0.0
         self.layer_sparsity = {}
         self.budget_stop = None
@@ -234,6 +241,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         self.budget_stop = None
         self._held = False
         self._within_budget = None  # Permanent masks at the last epoch end within it.
+        self._weights_within_budget = None  # All weights then (`restore_weights`).
         if self.budget is not None:
             self.budget.reset()
         # Gathered at the first update, once every `on_train_begin` has run
@@ -307,10 +315,17 @@ class AnnealedPruning(keras.callbacks.Callback):
             self._within_budget = (
                 [mask.copy() for mask in self._permanent], epoch, self._unit_bias_values()
             )
+            if self.restore_weights:
+                sync_backend_state(self.model)
+                self._weights_within_budget = self.model.get_weights()
             return
         masks, good_epoch, biases = self._within_budget or (
             self._initial, None, self._initial_biases
         )
+        weights = self._weights_within_budget or self._initial_weights
+        if self.restore_weights and weights is not None:
+            sync_backend_state(self.model)
+            self.model.set_weights(weights)
         self._write(masks, biases)
         self._permanent = [mask.copy() for mask in masks]
         self._temporary_in_masks = False
@@ -487,6 +502,9 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._permanent = [ops.convert_to_numpy(mask) for mask in self._masks]
         self._initial = [mask.copy() for mask in self._permanent]
         self._initial_biases = self._unit_bias_values()
+        self._initial_weights = (
+            self.model.get_weights() if self.budget is not None and self.restore_weights else None
+        )
         self._check_reachable()
         self._record(self._permanent)
 

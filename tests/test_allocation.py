@@ -386,3 +386,23 @@ def test_one_shot_pruning_names_an_unknown_layer_and_changes_nothing():
         keras_anneal.prune(small_mlp(), "obs", sparsity=0.5, data=np.ones((4, 8)))
     for old, new in zip(before, model.get_weights()):
         np.testing.assert_array_equal(old, new)
+
+
+@pytest.mark.parametrize("restore_weights", [True, False])
+def test_budget_brings_back_the_weights_measured_within_it(restore_weights):
+    """Training on (learning rate > 0): restoring the masks alone does not
+    give back the model that was measured; `restore_weights` does."""
+    model, x, y = budget_problem()
+    model.compile(optimizer=keras.optimizers.SGD(0.5), metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    weights_at_epoch_end = []
+    record = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: weights_at_epoch_end.append(model.get_weights()))
+    pruning = AnnealedPruning(StepSchedule(), frequency=1, max_drop=0.3, reference=1.0,
+                              restore_weights=restore_weights)
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, validation_data=(x, y),
+              shuffle=False, callbacks=[record, pruning])
+    assert (pruning.budget_stop.epoch, pruning.budget_stop.restored_epoch) == (2, 1)
+    same = all(np.array_equal(a, b)
+               for a, b in zip(weights_at_epoch_end[1], model.get_weights()))
+    assert same == restore_weights
