@@ -37,20 +37,6 @@ sys.path.insert(0, os.path.join(HERE, "..", "examples"))
 VALIDATION = 5000
 
 
-def epoch_timer(seconds):
-    """A callback appending each epoch's wall time to `seconds`."""
-    import keras
-
-    class EpochTimer(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch, logs=None):
-            self._start = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            seconds.append(time.perf_counter() - self._start)
-
-    return EpochTimer()
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="local mnist.npz; downloads MNIST if omitted")
@@ -68,6 +54,7 @@ def main(argv=None):
 
     import keras
     import mnist_cnn
+    from _common import EpochTimer
     from _common import environment
     from _common import write_results
 
@@ -78,12 +65,11 @@ def main(argv=None):
     x_train, y_train = x[: min(args.train, len(x) - VALIDATION)], y[: min(args.train, len(x) - VALIDATION)]
 
     def fit(model, epochs, initial_epoch=0, callbacks=()):
-        seconds = []
+        timer = EpochTimer()
         start = time.perf_counter()
         model.fit(x_train, y_train, batch_size=mnist_cnn.BATCH_SIZE, epochs=epochs,
-                  initial_epoch=initial_epoch, verbose=0,
-                  callbacks=[*callbacks, epoch_timer(seconds)])
-        return seconds, time.perf_counter() - start
+                  initial_epoch=initial_epoch, verbose=0, callbacks=[*callbacks, timer])
+        return timer.times, time.perf_counter() - start
 
     def scores(model, seconds, total):
         report = keras_anneal.sparsity_report(model) if any(
