@@ -68,6 +68,11 @@ def compact(model, carry_optimizer=False):
     >>> hidden.set_masks([mask])
     >>> compact(model).layers[0].units
     3
+    >>> model.compile(optimizer="adam", loss="mse")
+    >>> _ = model.fit(np.ones((8, 4)), np.ones((8, 2)), verbose=0)
+    >>> small = compact(model, carry_optimizer=True)  # Compiled, Adam's state carried.
+    >>> int(small.optimizer.iterations), tuple(small.optimizer.variables[2].shape)
+    (1, (4, 3))
     """
     if not isinstance(model, keras.Model):
         raise TypeError(
