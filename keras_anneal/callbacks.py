@@ -240,8 +240,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._final_sparsity = self.schedule.final_sparsity
         self.budget_stop = None
         self._held = False
-        self._within_budget = None  # Permanent masks at the last epoch end within it.
-        self._weights_within_budget = None  # All weights then (`restore_weights`).
+        self._within_budget = None  # Masks, epoch, biases, weights at the last epoch end within it.
         if self.budget is not None:
             self.budget.reset()
         # Gathered at the first update, once every `on_train_begin` has run
@@ -312,18 +311,16 @@ class AnnealedPruning(keras.callbacks.Callback):
         if self._masks is None:
             self._gather()
         if within:
+            sync_backend_state(self.model)
             self._within_budget = (
-                [mask.copy() for mask in self._permanent], epoch, self._unit_bias_values()
+                [mask.copy() for mask in self._permanent], epoch, self._unit_bias_values(),
+                self.model.get_weights() if self.restore_weights else None,
             )
-            if self.restore_weights:
-                sync_backend_state(self.model)
-                self._weights_within_budget = self.model.get_weights()
             return
-        masks, good_epoch, biases = self._within_budget or (
-            self._initial, None, self._initial_biases
+        masks, good_epoch, biases, weights = self._within_budget or (
+            self._initial, None, self._initial_biases, self._initial_weights
         )
-        weights = self._weights_within_budget or self._initial_weights
-        if self.restore_weights and weights is not None:
+        if weights is not None:
             sync_backend_state(self.model)
             self.model.set_weights(weights)
         self._write(masks, biases)
