@@ -4,7 +4,8 @@ mnist_cnn, trained as Keras' example trains it (Adadelta at 1.0, batch 128),
 three ways, side by side in one run:
 
 - `dropout`: the published network, Dropout and all, `--epochs` epochs;
-- `anneal-masked`: no Dropout; `AnnealedPruning(granularity="unit")` removes
+- `anneal-masked`: no Dropout (with `--keep-dropout`, the published
+  network's Dropout stays); `AnnealedPruning(granularity="unit")` removes
   `--sparsity` of every layer's units (filters and Dense units; the output
   layer keeps its own) on an FSA plan over the first `--anneal-epochs`
   epochs, then trains on with the masks fixed: the cost of a masked model;
@@ -19,6 +20,8 @@ test set. Nothing is chosen here: sparsity and epochs are the arguments.
     python benchmarks/compact_during_training.py --data ../shared/datasets/mnist.npz
     python benchmarks/compact_during_training.py --data ../shared/datasets/mnist.npz \
         --train 20000 --epochs 6 --anneal-epochs 3
+    python benchmarks/compact_during_training.py --data ../shared/datasets/mnist.npz \
+        --keep-dropout --sparsity 0.25 --name compact_during_training_dropout
     python benchmarks/compact_during_training.py --train 2000 --epochs 2 --anneal-epochs 1 --name smoke
 
 Writes benchmarks/results/<name>.json and .md.
@@ -45,6 +48,8 @@ def main(argv=None):
     parser.add_argument("--anneal-epochs", type=int, default=6,
                         help="epochs over which the units are removed")
     parser.add_argument("--sparsity", type=float, default=0.5, help="fraction of units removed")
+    parser.add_argument("--keep-dropout", action="store_true",
+                        help="the annealed runs keep the published network's Dropout")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--name", default="compact_during_training")
     parser.add_argument("--output-dir", default=os.path.join(HERE, "results"))
@@ -89,7 +94,8 @@ def main(argv=None):
     print("dropout", runs["dropout"], flush=True)
 
     keras.utils.set_random_seed(args.seed)
-    model = mnist_cnn.compile_model(keras_anneal.prune_model(mnist_cnn.build_model(dropout=False)))
+    model = mnist_cnn.compile_model(keras_anneal.prune_model(
+        mnist_cnn.build_model(dropout=args.keep_dropout)))
     pruning = keras_anneal.AnnealedPruning(
         keras_anneal.schedules.FSA(args.sparsity, end_fraction=1.0), frequency=10,
         granularity="unit")
@@ -115,7 +121,9 @@ def report(path):
     lines = [
         f"mnist_cnn, {settings['train']} training images, {settings['epochs']} epochs; units "
         f"removed: {100 * settings['sparsity']:.0f}% over the first {k} epochs "
-        f"(backend {results.get('backend', '?')}). Parameters exclude masks.",
+        f"(backend {results.get('backend', '?')}); the annealed runs "
+        + ("keep the published Dropout" if settings.get("keep_dropout") else "have no Dropout")
+        + ". Parameters exclude masks.",
         "",
         "| run | parameters at the end | median epoch, first "
         f"{k} (s) | median epoch, last {settings['epochs'] - k} (s) | whole training (s) | "

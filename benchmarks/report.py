@@ -26,15 +26,20 @@ def summarize(results):
     for variant, runs in by_variant.items():
         accuracies = [run["final_test_accuracy"] for run in runs]
         epoch_time = statistics.median(e["seconds"] for run in runs for e in run["epochs"])
-        # Train accuracy evaluated in inference mode after the run (older
-        # runs recorded only the running mean of the last epoch: None).
-        train = [run.get("final_train_accuracy") for run in runs]
-        train_mean = statistics.mean(train) if all(t is not None for t in train) else None
+        # Train accuracy evaluated in inference mode after the run; older runs
+        # recorded only the running mean of the last epoch, so the train
+        # columns average the runs that have it, and the gap pairs each of
+        # them with its own test accuracy.
+        scored = [run for run in runs if run.get("final_train_accuracy") is not None]
         rows.append({
             "variant": variant,
             "seeds": len(runs),
-            "train_accuracy_mean": train_mean,
-            "gap": train_mean - statistics.mean(accuracies) if train_mean is not None else None,
+            "train_seeds": len(scored),
+            "train_accuracy_mean": (
+                statistics.mean(run["final_train_accuracy"] for run in scored) if scored else None),
+            "gap": statistics.mean(
+                run["final_train_accuracy"] - run["final_test_accuracy"] for run in scored
+            ) if scored else None,
             "test_accuracy_mean": statistics.mean(accuracies),
             "test_accuracy_std": statistics.stdev(accuracies) if len(runs) > 1 else 0.0,
             "sparsity": statistics.mean(run["final_sparsity"]["sparsity"] for run in runs),
@@ -53,8 +58,10 @@ def markdown(rows, scored_on="test"):
     for row in rows:
         ratio = f"{row['epoch_time_ratio']:.3f}" if row["epoch_time_ratio"] else "–"
         spread = f" ± {100 * row['test_accuracy_std']:.2f}" if row["seeds"] > 1 else ""
-        train = f"{100 * row['train_accuracy_mean']:.2f}" if row["train_accuracy_mean"] else "–"
-        gap = f"{100 * row['gap']:.2f}" if row["gap"] is not None else "–"
+        partial = (f" ({row['train_seeds']} of {row['seeds']} seeds)"
+                   if 0 < row["train_seeds"] < row["seeds"] else "")
+        train = f"{100 * row['train_accuracy_mean']:.2f}{partial}" if row["train_seeds"] else "–"
+        gap = f"{100 * row['gap']:.2f}{partial}" if row["train_seeds"] else "–"
         lines.append(
             f"| {row['variant']} | {row['seeds']} | {100 * row['test_accuracy_mean']:.2f}{spread} "
             f"| {train} | {gap} | {row['sparsity']:.1%} | {row['median_epoch_seconds']:.1f} | {ratio} |"
