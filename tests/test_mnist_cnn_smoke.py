@@ -77,3 +77,18 @@ def test_reported_sparsity_matches_the_masks(mnist_file):
     assert masks.sparsity == pytest.approx(0.9, abs=1e-3)
     assert record["final_sparsity"] == masks.to_dict()
     assert record["epochs"][-1]["sparsity"] == pytest.approx(masks.sparsity)
+
+
+def test_report_pairs_train_and_test_accuracy_of_the_runs_that_record_both():
+    def run(seed, test, train):
+        record = {"variant": "none", "seed": seed, "final_test_accuracy": test,
+                  "epochs": [{"seconds": 1.0}], "final_sparsity": {"sparsity": 0.0}}
+        return record if train is None else {**record, "final_train_accuracy": train}
+
+    # The first run predates the train column: it counts for test accuracy only.
+    (row,) = report.summarize({"runs": [run(0, 0.990, None), run(1, 0.980, 0.999), run(2, 0.970, 0.995)]})
+    assert row["seeds"] == 3 and row["train_seeds"] == 2
+    assert row["test_accuracy_mean"] == pytest.approx(0.980)
+    assert row["train_accuracy_mean"] == pytest.approx(0.997)
+    assert row["gap"] == pytest.approx(((0.999 - 0.980) + (0.995 - 0.970)) / 2)
+    assert "| 99.70 (2 of 3 seeds) | 2.20 (2 of 3 seeds) |" in report.markdown([row])
