@@ -8,7 +8,8 @@ for the dense model (same training, no pruning), the masked model and
 Conv layers), inference latency at batch 1 and batch 128 (median of
 `--calls` calls of `predict_on_batch`, and of a compiled forward pass
 without its per-call bookkeeping, after warm-up; LiteRT too on TensorFlow)
-and test accuracy.
+and test accuracy. The masked and the compacted model of one sparsity are
+timed in one loop, their calls taken in turn.
 Choices are not made here; the test set only reports.
 
     python benchmarks/compaction.py --data ../shared/datasets/mnist.npz
@@ -70,82 +71,99 @@ def _size(shape):
     return size
 
 
-def latency(model, x, calls):
-    """Median seconds of `predict_on_batch(x)` over `calls` calls, after 3 warm-up calls."""
-    return _median_seconds(lambda: model.predict_on_batch(x), calls)
+def forward_calls(model, x):
+    """Zero-argument calls of one forward pass on `x`, by how they are made.
 
-
-def compiled_latency(model, x, calls):
-    """Median seconds of one compiled forward pass, `predict_on_batch`'s
-    per-call bookkeeping left out: a `tf.function` (TensorFlow), a `jax.jit`
-    of `stateless_call` (JAX), or an eager call under `torch.no_grad`."""
+    `"predict"`: `predict_on_batch`. `"compiled"`: the forward pass without
+    its per-call bookkeeping: a `tf.function` (TensorFlow), a `jax.jit` of
+    `stateless_call` (JAX), an eager call under `torch.no_grad` (PyTorch).
+    """
     import keras
 
+    calls = {"predict": lambda: model.predict_on_batch(x)}
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
         forward = tf.function(lambda batch: model(batch, training=False))
         tensor = tf.constant(x)
-        return _median_seconds(lambda: forward(tensor).numpy(), calls)
-    if backend == "jax":
+        calls["compiled"] = lambda: forward(tensor).numpy()
+    elif backend == "jax":
         import jax
 
-        trainable = [v.value for v in model.trainable_variables]
-        frozen = [v.value for v in model.non_trainable_variables]
+        # Copies: `predict_on_batch`, timed in turn with this call, may
+        # donate the variables' own buffers.
+        trainable = [jax.numpy.copy(v.value) for v in model.trainable_variables]
+        frozen = [jax.numpy.copy(v.value) for v in model.non_trainable_variables]
         forward = jax.jit(lambda t, n, batch: model.stateless_call(t, n, batch, training=False)[0])
         array = jax.numpy.asarray(x)
-        return _median_seconds(lambda: forward(trainable, frozen, array).block_until_ready(), calls)
-    import torch
+        calls["compiled"] = lambda: forward(trainable, frozen, array).block_until_ready()
+    else:
+        import torch
 
-    tensor = torch.as_tensor(x)
-    with torch.no_grad():
-        return _median_seconds(lambda: model(tensor, training=False), calls)
+        tensor = torch.as_tensor(x)
+
+        def eager():
+            with torch.no_grad():
+                return model(tensor, training=False)
+
+        calls["compiled"] = eager
+    return calls
 
 
-def litert_latencies(model, batches, calls, directory):
-    """Median seconds per call of the model exported to LiteRT (TensorFlow backend only).
+def export_litert(model, directory):
+    """The path of `model` exported to LiteRT, or None off TensorFlow.
 
-    Returns `{batch size: seconds}` and the size of the `.tflite` file, or
-    `(None, None)` where the export is not available.
+    A masked model exports with its masks folded into the weights: the same
+    operations as the dense model.
     """
     import keras
 
     if keras.backend.backend() != "tensorflow":
-        return None, None
+        return None
+    path = os.path.join(directory, f"{model.name}.tflite")
+    model.export(path, format="litert", verbose=False)
+    return path
+
+
+def litert_call(path, x):
+    """A zero-argument call of the LiteRT interpreter on `x`."""
     import warnings
 
     import tensorflow as tf
 
-    path = os.path.join(directory, f"{model.name}.tflite")
-    model.export(path, format="litert", verbose=False)
-    latencies = {}
-    for name, x in batches.items():
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice.
-            interpreter = tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
-        (source,), (sink,) = interpreter.get_input_details(), interpreter.get_output_details()
-        interpreter.resize_tensor_input(source["index"], x.shape)
-        interpreter.allocate_tensors()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice.
+        interpreter = tf.lite.Interpreter(model_path=path, num_threads=os.cpu_count())
+    (source,), (sink,) = interpreter.get_input_details(), interpreter.get_output_details()
+    interpreter.resize_tensor_input(source["index"], x.shape)
+    interpreter.allocate_tensors()
 
-        def call():
-            interpreter.set_tensor(source["index"], x)
-            interpreter.invoke()
-            return interpreter.get_tensor(sink["index"])
+    def call():
+        interpreter.set_tensor(source["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(sink["index"])
 
-        latencies[name] = _median_seconds(call, calls)
-    return latencies, os.path.getsize(path)
+    return call
 
 
-def _median_seconds(call, calls):
-    for _ in range(3):
-        call()
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def interleaved_medians(calls, repeats):
+    """Median seconds of each call, the calls taken in turn `repeats` times.
+
+    Taking them in turn (A, B, C, A, B, C, ...) rather than one after the
+    other makes a change in the machine's speed hit every call alike, so
+    their ratios hold even where the absolute times drift.
+    """
+    for call in calls.values():
+        for _ in range(3):  # Warm-up: tracing, compilation, caches.
+            call()
+    times = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(seconds) for name, seconds in times.items()}
 
 
 def main(argv=None):
@@ -186,6 +204,17 @@ def main(argv=None):
             variants = {"masked": model, "compacted": keras_anneal.compact(model)}
             if not sparsity:
                 variants = {"dense": keras_anneal.strip(model)}
+            # Every timing of this sparsity's models in one interleaved loop:
+            # the masked and the compacted model are measured alike.
+            calls, exports = {}, {}
+            for kind, candidate in variants.items():
+                exports[kind] = export_litert(candidate, tempfile.mkdtemp())
+                for batch in (1, 128):
+                    timed = forward_calls(candidate, x_test[:batch])
+                    if exports[kind]:
+                        timed["litert"] = litert_call(exports[kind], x_test[:batch])
+                    calls.update({(kind, how, batch): call for how, call in timed.items()})
+            medians = interleaved_medians(calls, args.calls)
             for kind, candidate in variants.items():
                 candidate.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
                 _, accuracy = candidate.evaluate(x_test, y_test, batch_size=1024, verbose=0)
@@ -193,22 +222,14 @@ def main(argv=None):
                     "network": network, "unit_sparsity": sparsity, "model": kind,
                     "parameters": int(candidate.count_params()),
                     "macs": multiply_accumulates(candidate),
-                    "latency_batch_1": latency(candidate, x_test[:1], args.calls),
-                    "latency_batch_128": latency(candidate, x_test[:128], args.calls),
-                    "compiled_latency_batch_1": compiled_latency(candidate, x_test[:1], args.calls),
-                    "compiled_latency_batch_128": compiled_latency(
-                        candidate, x_test[:128], args.calls),
                     "test_accuracy": float(accuracy),
                 }
-                # A masked model exports with its masks folded into the
-                # weights: the same operations as the dense model.
-                litert, size = litert_latencies(
-                    candidate, {"batch_1": x_test[:1], "batch_128": x_test[:128]}, args.calls,
-                    tempfile.mkdtemp())
-                if litert:
-                    row["litert_latency_batch_1"] = litert["batch_1"]
-                    row["litert_latency_batch_128"] = litert["batch_128"]
-                    row["litert_bytes"] = size
+                for (of, how, batch), seconds in medians.items():
+                    if of == kind:
+                        prefix = {"predict": "", "compiled": "compiled_", "litert": "litert_"}[how]
+                        row[f"{prefix}latency_batch_{batch}"] = seconds
+                if exports[kind]:
+                    row["litert_bytes"] = os.path.getsize(exports[kind])
                 results["rows"].append(row)
                 print(row, flush=True)
             write_results(f"{args.name}_{keras.backend.backend()}", results, directory=args.output_dir)
