@@ -4,14 +4,17 @@ A schedule is a small, pure object: `schedule(step)` returns the fraction of
 weights that should be pruned after `step` optimizer updates. It holds no
 Keras state, so it can be tested, plotted and serialized on its own.
 
-Annealing plans end at a step given either as a number (`end_step`) or as a
-fraction of the `fit` call's total number of steps (`end_fraction`); the
-`AnnealedPruning` callback passes that total as `total_steps`, so no step
-arithmetic is needed:
+Annealing plans start and end at steps given either as numbers
+(`begin_step`, `end_step`) or as fractions of the `fit` call's total number
+of steps (`begin_fraction`, `end_fraction`); the `AnnealedPruning` callback
+passes that total as `total_steps`, so no step arithmetic is needed:
 
 >>> schedule = FSA(final_sparsity=0.9, end_fraction=0.5)
 >>> round(schedule(1000, total_steps=2000), 3)
 0.9
+>>> late = FSA(final_sparsity=0.9, begin_fraction=0.2, end_fraction=0.6)
+>>> late(400, total_steps=2000), late(1200, total_steps=2000)
+(0.0, 0.9)
 
 Argument names shared with tfmot's schedules (`initial_sparsity`,
 `final_sparsity`, `target_sparsity`, `begin_step`, `end_step`, `power`) mean
@@ -66,9 +69,20 @@ class _AnnealingPlan(PruningSchedule):
     goes from 0 at `begin_step` to 1 at the end step.
     """
 
-    def __init__(self, final_sparsity, begin_step=0, end_step=None, end_fraction=None):
+    def __init__(self, final_sparsity, begin_step=0, end_step=None, end_fraction=None,
+                 begin_fraction=None):
         self.final_sparsity = _validation.check_sparsity("final_sparsity", final_sparsity)
         self.begin_step = _validation.check_step("begin_step", begin_step)
+        if begin_fraction is not None:
+            if self.begin_step:
+                raise ValueError(
+                    "Give the start of the schedule as `begin_step` or as "
+                    f"`begin_fraction`, not both. Received: begin_step={begin_step!r}, "
+                    f"begin_fraction={begin_fraction!r}"
+                )
+            begin_fraction = _validation.check_fraction(
+                "begin_fraction", begin_fraction, include_one=False
+            )
         if end_step is not None and end_fraction is not None:
             raise ValueError(
                 "Give the end of the schedule as `end_step` or as `end_fraction`, "
@@ -86,8 +100,39 @@ class _AnnealingPlan(PruningSchedule):
                 )
         else:
             end_fraction = _validation.check_fraction("end_fraction", end_fraction)
+            if begin_fraction is not None and end_fraction <= begin_fraction:
+                raise ValueError(
+                    "Argument `end_fraction` must be greater than `begin_fraction`. "
+                    f"Received: end_fraction={end_fraction}, begin_fraction={begin_fraction}"
+                )
         self.end_step = end_step
         self.end_fraction = end_fraction
+        self.begin_fraction = begin_fraction
+
+    def _needs_total(self, argument, value, total_steps):
+        if total_steps is None:
+            raise ValueError(
+                f"{type(self).__name__} was given `{argument}="
+                f"{value}`, which needs the total number of training "
+                "steps, and none is known (e.g. a dataset of unknown length). "
+                "Pass `steps_per_epoch` to `fit`, or give step numbers instead. "
+                "Received: total_steps=None"
+            )
+
+    def resolve_begin_step(self, total_steps=None):
+        """The step at which the schedule starts to rise from 0.
+
+        Args:
+            total_steps: total optimizer steps of the `fit` call; needed
+                only when the start was given as `begin_fraction`.
+
+        Returns:
+            The begin step as an int.
+        """
+        if self.begin_fraction is None:
+            return self.begin_step
+        self._needs_total("begin_fraction", self.begin_fraction, total_steps)
+        return round(self.begin_fraction * total_steps)
 
     def resolve_end_step(self, total_steps=None):
         """The step at which the schedule reaches `final_sparsity`.
@@ -100,29 +145,30 @@ class _AnnealingPlan(PruningSchedule):
             The end step as an int.
         """
         if self.end_step is not None:
+            if self.end_step <= self.resolve_begin_step(total_steps):
+                raise ValueError(
+                    f"`begin_fraction={self.begin_fraction}` of {total_steps} total steps "
+                    f"starts at step {self.resolve_begin_step(total_steps)}, which is not "
+                    f"before `end_step={self.end_step}`. Received: total_steps={total_steps}"
+                )
             return self.end_step
-        if total_steps is None:
-            raise ValueError(
-                f"{type(self).__name__} was given `end_fraction="
-                f"{self.end_fraction}`, which needs the total number of training "
-                "steps, and none is known (e.g. a dataset of unknown length). "
-                "Pass `steps_per_epoch` to `fit`, or give `end_step` instead. "
-                "Received: total_steps=None"
-            )
+        self._needs_total("end_fraction", self.end_fraction, total_steps)
         end_step = round(self.end_fraction * total_steps)
-        if end_step <= self.begin_step:
+        begin_step = self.resolve_begin_step(total_steps)
+        if end_step <= begin_step:
             raise ValueError(
                 f"`end_fraction={self.end_fraction}` of {total_steps} total steps "
                 f"ends at step {end_step}, which is not after "
-                f"`begin_step={self.begin_step}`. Received: total_steps={total_steps}"
+                f"`begin_step={begin_step}`. Received: total_steps={total_steps}"
             )
         return end_step
 
     def __call__(self, step, total_steps=None):
         end_step = self.resolve_end_step(total_steps)
-        if step < self.begin_step:
+        begin_step = self.resolve_begin_step(total_steps)
+        if step < begin_step:
             return 0.0
-        progress = min(1.0, (step - self.begin_step) / (end_step - self.begin_step))
+        progress = min(1.0, (step - begin_step) / (end_step - begin_step))
         return float(self._sparsity_at(progress))
 
     def _sparsity_at(self, progress):
@@ -134,6 +180,7 @@ class _AnnealingPlan(PruningSchedule):
             "begin_step": self.begin_step,
             "end_step": self.end_step,
             "end_fraction": self.end_fraction,
+            "begin_fraction": self.begin_fraction,
         }
 
 
@@ -165,6 +212,8 @@ class FSA(_AnnealingPlan):
         end_step: step at which `final_sparsity` is reached.
         end_fraction: the same, as a fraction of the `fit` call's total steps.
             Defaults to 0.5 (FSA's `N / 2`) when `end_step` is not given.
+        begin_fraction: `begin_step` as a fraction of the `fit` call's total
+            steps, in [0, 1), instead of a step number.
 
     Example:
 
@@ -180,8 +229,9 @@ class FSA(_AnnealingPlan):
         begin_step=0,
         end_step=None,
         end_fraction=None,
+        begin_fraction=None,
     ):
-        super().__init__(final_sparsity, begin_step, end_step, end_fraction)
+        super().__init__(final_sparsity, begin_step, end_step, end_fraction, begin_fraction)
         self.mu = _validation.check_non_negative("mu", mu)
 
     def _sparsity_at(self, progress):
@@ -210,6 +260,8 @@ class PolynomialDecay(_AnnealingPlan):
         end_step: step at which `final_sparsity` is reached.
         end_fraction: the same, as a fraction of the `fit` call's total steps.
             Defaults to 0.5 when `end_step` is not given.
+        begin_fraction: `begin_step` as a fraction of the `fit` call's total
+            steps, in [0, 1), instead of a step number.
         power: exponent of the decay, > 0. Defaults to 3.
 
     Example:
@@ -227,9 +279,10 @@ class PolynomialDecay(_AnnealingPlan):
         begin_step=0,
         end_step=None,
         end_fraction=None,
+        begin_fraction=None,
         power=3,
     ):
-        super().__init__(final_sparsity, begin_step, end_step, end_fraction)
+        super().__init__(final_sparsity, begin_step, end_step, end_fraction, begin_fraction)
         self.initial_sparsity = _validation.check_sparsity(
             "initial_sparsity", initial_sparsity
         )

@@ -156,3 +156,40 @@ def test_bad_arguments_name_the_argument_and_value(make, error, message):
 def test_get_rejects_non_schedules():
     with pytest.raises(TypeError, match="schedule='fsa'"):
         schedules.get("fsa")
+
+
+def test_begin_fraction_starts_the_plan_at_a_fraction_of_training():
+    schedule = schedules.FSA(final_sparsity=0.5, mu=0.0, begin_fraction=0.25, end_fraction=0.75)
+    assert schedule(249, total_steps=1000) == 0.0
+    assert schedule(250, total_steps=1000) == 0.0
+    assert schedule(500, total_steps=1000) == pytest.approx(0.25)
+    assert schedule(750, total_steps=1000) == pytest.approx(0.5)
+    late = schedules.PolynomialDecay(final_sparsity=0.8, begin_fraction=0.5, end_step=300)
+    assert late(99, total_steps=200) == 0.0  # Starts at step 100 of 200.
+    assert late(200, total_steps=200) == pytest.approx(0.8 * (1 - 0.5 ** 3))
+    assert late(300, total_steps=200) == pytest.approx(0.8)
+    restored = schedules.FSA.from_config(schedule.get_config())
+    assert restored.get_config() == schedule.get_config()
+    assert restored(500, total_steps=1000) == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: schedules.FSA(0.9, begin_step=10, begin_fraction=0.1), "begin_step=10, begin_fraction=0.1"),
+        (lambda: schedules.FSA(0.9, begin_fraction=1.0), "begin_fraction"),
+        (lambda: schedules.FSA(0.9, begin_fraction=0.6, end_fraction=0.5),
+         "end_fraction=0.5, begin_fraction=0.6"),
+    ],
+)
+def test_bad_begin_fraction_names_the_argument(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_begin_fraction_needs_the_total_and_must_start_before_end_step():
+    schedule = schedules.FSA(final_sparsity=0.9, begin_fraction=0.5, end_step=100)
+    with pytest.raises(ValueError, match="begin_fraction.*total_steps=None"):
+        schedule(10)
+    with pytest.raises(ValueError, match="not before `end_step=100`"):
+        schedule(10, total_steps=1000)
