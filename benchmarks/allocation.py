@@ -9,6 +9,10 @@ separable convnet) and seed, trains:
 - `none`: Dropout removed, nothing added;
 - `<allocation>-s<sparsity>`: Dropout removed, every layer wrapped, and
   `AnnealedPruning(FSA(s, end_fraction=0.5), allocation=...)`;
+- `lamp-s0.9-<schedule>`: the same at 90% with LAMP, on other plans
+  (`SCHEDULES`: linear or cubic instead of FSA's front-loaded removal,
+  ending earlier, or starting later with `begin_fraction`), and
+  `lamp-s0.9-set` with SET drop-and-regrow once 90% is reached;
 - `budget`: the published network, Dropout kept, trained as `published`,
   then fine-tuned as many epochs again with the callback and an accuracy
   budget of 0.1 point against its own validation score (`max_drop=0.001`,
@@ -46,6 +50,21 @@ sys.path.insert(0, HERE)
 ALLOCATIONS = ("uniform", "global", "erk", "lamp")
 SPARSITIES = (0.8, 0.9, 0.95)
 VALIDATION = 5000
+# Schedules other than FSA(s, end_fraction=0.5) for the default allocation at
+# 90%: when pruning starts and ends, and how front-loaded it is. Each is a
+# variant `lamp-s0.9-<name>`, chosen on the validation split like the rest.
+SCHEDULES = {
+    "linear": {"name": "fsa", "mu": 0.0, "end_fraction": 0.5},
+    "cubic": {"name": "polynomial", "end_fraction": 0.5},
+    "early": {"name": "fsa", "end_fraction": 0.25},
+    "late": {"name": "fsa", "begin_fraction": 0.2, "end_fraction": 0.6},
+    "cubic-late": {"name": "polynomial", "begin_fraction": 0.2, "end_fraction": 0.8},
+    "linear-late": {"name": "fsa", "mu": 0.0, "begin_fraction": 0.2, "end_fraction": 0.8},
+    "cubic-long": {"name": "polynomial", "end_fraction": 0.8},
+    "cubic-mid": {"name": "polynomial", "begin_fraction": 0.1, "end_fraction": 0.6},
+    "cubic-later": {"name": "polynomial", "begin_fraction": 0.3, "end_fraction": 0.9},
+    "linear-later": {"name": "fsa", "mu": 0.0, "begin_fraction": 0.4, "end_fraction": 0.8},
+}
 
 
 def variants():
@@ -55,6 +74,13 @@ def variants():
             table[f"{allocation}-s{sparsity}"] = {
                 "dropout": False, "allocation": allocation, "sparsity": sparsity,
             }
+    for suffix, schedule in SCHEDULES.items():
+        table[f"lamp-s0.9-{suffix}"] = {
+            "dropout": False, "allocation": "lamp", "sparsity": 0.9, "schedule": schedule,
+        }
+    # Drop-and-regrow (SET) once FSA has reached 90%: the topology keeps moving.
+    table["lamp-s0.9-set"] = {"dropout": False, "allocation": "lamp", "sparsity": 0.9,
+                              "regrowth": {"fraction": 0.3}}
     # The callback's default allocation; the budget, not 0.95, sets the sparsity.
     table["budget"] = {"dropout": True, "sparsity": 0.95, "max_drop": 0.001, "fine_tune": True}
     table["budget-steps"] = {**table["budget"], "staircase": True}
@@ -133,6 +159,8 @@ def run(network, config, seed, data, args):
     fit = dict(x=x_train, y=y_train, batch_size=128, epochs=args.epochs,
                validation_data=(x_val, y_val), verbose=0)
     options = {"allocation": config["allocation"]} if "allocation" in config else {}
+    if "regrowth" in config:
+        options["regrowth"] = keras_anneal.Regrowth(**config["regrowth"])
     if config.get("fine_tune"):  # Dense training first; then pruning, within the budget.
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         options["reference"] = model.fit(**fit).history["val_accuracy"][-1]
@@ -145,6 +173,11 @@ def run(network, config, seed, data, args):
         elif config.get("fine_tune"):  # A linear ramp: the budget is judged at each epoch end.
             schedule = keras_anneal.schedules.PolynomialDecay(
                 final_sparsity=config["sparsity"], power=1, end_fraction=0.8)
+        elif "schedule" in config:
+            plan = dict(config["schedule"])
+            kind = {"fsa": keras_anneal.schedules.FSA,
+                    "polynomial": keras_anneal.schedules.PolynomialDecay}[plan.pop("name")]
+            schedule = kind(final_sparsity=config["sparsity"], **plan)
         else:
             schedule = keras_anneal.schedules.FSA(config["sparsity"], end_fraction=0.5)
         callbacks.insert(0, keras_anneal.AnnealedPruning(
