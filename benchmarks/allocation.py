@@ -66,6 +66,15 @@ SCHEDULES = {
     "linear-later": {"name": "fsa", "mu": 0.0, "begin_fraction": 0.4, "end_fraction": 0.8},
 }
 
+def describe_plan(variant):
+    """The schedule of a `lamp-s0.9[-<plan>]` variant, as code reads."""
+    suffix = variant[len("lamp-s0.9-"):]
+    if suffix not in SCHEDULES:
+        return "FSA(end_fraction=0.5)"
+    plan = dict(SCHEDULES[suffix])
+    kind = "PolynomialDecay" if plan.pop("name") == "polynomial" else "FSA"
+    return f"{suffix}, {kind}(" + ", ".join(f"{k}={v}" for k, v in plan.items()) + ")"
+
 
 def variants():
     table = {"published": {"dropout": True}, "none": {"dropout": False}}
@@ -262,22 +271,40 @@ def summarize(results):
 
 
 def choose(rows, sparsity=0.9):
-    """The default by validation: best mean validation accuracy over the
-    networks that ran every allocation at `sparsity`."""
-    names = [f"{a}-s{sparsity}" for a in ALLOCATIONS]
+    """The default allocation by validation: best mean validation accuracy
+    over the networks that ran every allocation at `sparsity`."""
+    return _choose(rows, [f"{a}-s{sparsity}" for a in ALLOCATIONS],
+                   label=f"at {sparsity:.0%}", what=lambda name: name.rsplit("-s", 1)[0])
+
+
+def choose_schedule(rows):
+    """The plan by validation: LAMP at 90% on FSA(end_fraction=0.5), the
+    default so far, against each plan of `SCHEDULES`."""
+    names = ["lamp-s0.9"] + [f"lamp-s0.9-{suffix}" for suffix in SCHEDULES]
+    ran = {}
+    for row in rows:
+        ran.setdefault(row["network"], set()).add(row["variant"])
+    everywhere = [n for n in names if all(n in found for found in ran.values())]
+    return _choose(rows, everywhere or names, label="of LAMP at 90%, per plan (those every network ran),",
+                   what=describe_plan)
+
+
+def _choose(rows, names, label, what):
+    """Mean validation accuracy of each variant in `names` over the networks
+    that ran them all, ranked; the best is the choice."""
     by_network = {}
     for row in rows:
         if row["variant"] in names:
             by_network.setdefault(row["network"], {})[row["variant"]] = row["validation"]
     complete = [n for n, found in by_network.items() if len(found) == len(names)]
     if not complete:
-        return ["No network has run every allocation yet: no choice."]
+        return [f"No network has run every variant {label} yet: no choice."]
     means = {name: statistics.mean(by_network[n][name] for n in complete) for name in names}
     ranked = sorted(means, key=means.get, reverse=True)
     return [
-        f"Mean validation accuracy at {sparsity:.0%} over {', '.join(complete)}: "
+        f"Mean validation accuracy {label} over {', '.join(complete)}: "
         + ", ".join(f"{name} {means[name]:.2f}" for name in ranked)
-        + f". Choice: {ranked[0].rsplit('-s', 1)[0]}."
+        + f". Choice: {what(ranked[0])}."
     ]
 
 
@@ -299,7 +326,7 @@ def report(path):
             f"| {row['network']} | {row['variant']} | {row['seeds']} | {row['validation']:.2f} | "
             f"{row['test']:.2f}{spread} | {row['sparsity']:.1%} | {row['epoch_seconds']:.1f} |"
         )
-    lines += ["", *choose(rows)]
+    lines += ["", *choose(rows), "", *choose_schedule(rows)]
     stem = os.path.splitext(path)[0]
     with open(stem + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
