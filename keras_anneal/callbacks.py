@@ -63,7 +63,9 @@ class AnnealedPruning(keras.callbacks.Callback):
     with a warning.
 
     Args:
-        schedule: a `keras_anneal.schedules.PruningSchedule`.
+        schedule: a `keras_anneal.schedules.PruningSchedule`, or a final
+            sparsity such as 0.9 for `keras_anneal.schedules.recommended`
+            (a linear ramp from 20% to 80% of the `fit` call's steps).
         frequency: optimizer updates between mask updates, > 0.
             Defaults to 50.
         allocation: how the pruned count is split among weight tensors:
@@ -124,7 +126,7 @@ class AnnealedPruning(keras.callbacks.Callback):
             held the sparsity, else `None`.
 
     Raises:
-        TypeError: if `schedule` is not a pruning schedule, or `temporary`
+        TypeError: if `schedule` is neither a pruning schedule nor a number, or `temporary`
             or `regrowth` is of the wrong type.
         ValueError: on a bad `frequency`, `allocation`, `scope`, `criterion`,
             `on_nonfinite`, `max_drop` or `mode`; before the first update,

@@ -77,6 +77,8 @@ CASES = [
     ("strip-inplace", lambda m: keras_anneal.strip(m, inplace=1), TypeError, "inplace", "inplace=1"),
     ("report-type", lambda m: keras_anneal.sparsity_report([1]), TypeError, "model", "[1]"),
     ("callback-schedule", lambda m: keras_anneal.AnnealedPruning("fsa"), TypeError, "schedule", "'fsa'"),
+    ("callback-schedule-number", lambda m: keras_anneal.AnnealedPruning(1.5), ValueError, "schedule", "schedule=1.5"),
+    ("callback-schedule-bool", lambda m: keras_anneal.AnnealedPruning(True), TypeError, "schedule", "schedule=True"),
     ("callback-frequency-zero", lambda m: keras_anneal.AnnealedPruning(schedules.FSA(0.5), frequency=0), ValueError, "frequency", "frequency=0"),
     ("callback-frequency-type", lambda m: keras_anneal.AnnealedPruning(schedules.FSA(0.5), frequency=2.5), TypeError, "frequency", "frequency=2.5"),
     ("callback-scope", lambda m: keras_anneal.AnnealedPruning(schedules.FSA(0.5), scope="model"), ValueError, "scope", "scope='model'"),

@@ -116,6 +116,23 @@ def test_pruning_is_cumulative_and_follows_the_schedule():
     assert sparsities[-1] == pytest.approx(keras_anneal.sparsity_report(model).sparsity)
 
 
+def test_a_sparsity_alone_anneals_on_the_recommended_plan():
+    model = pruned_mlp()
+    x, y = regression_data()
+    recorder = MaskRecorder()
+    pruning = AnnealedPruning(0.5, frequency=1)
+    assert pruning.schedule.get_config() == schedules.recommended(0.5).get_config()
+    model.fit(x, y, batch_size=8, epochs=5, verbose=0, shuffle=False, callbacks=[pruning, recorder])
+    pruned = [keras_anneal.masking.count_pruned(masks)[0] for masks in recorder.snapshots]
+    total = keras_anneal.masking.count_pruned(recorder.snapshots[0])[1]
+    # 40 steps: nothing pruned up to step 8 (20%), all of it from step 32 (80%) on.
+    assert pruned[:9] == [0] * 9 and pruned[9] > 0
+    assert pruned == sorted(pruned)
+    assert pruned[32:] == [int(np.floor(0.5 * total))] * 8
+    assert keras_anneal.sparsity_report(model).sparsity == pytest.approx(
+        int(np.floor(0.5 * total)) / total)
+
+
 def test_updates_happen_every_frequency_optimizer_steps():
     schedule = StepRecordingSchedule()
     model = pruned_mlp()
@@ -256,7 +273,8 @@ def test_end_fraction_without_known_length_is_a_clear_error():
         (dict(frequency=-3), ValueError, "frequency=-3"),
         (dict(frequency=2.5), TypeError, "frequency=2.5"),
         (dict(scope="model"), ValueError, r"scope.*'layer', 'global'.*scope='model'"),
-        (dict(schedule=0.9), TypeError, "schedule=0.9"),
+        (dict(schedule="0.9"), TypeError, "schedule=.0.9."),
+        (dict(schedule=1.0), ValueError, "schedule=1.0"),
     ],
 )
 def test_bad_arguments(kwargs, error, message):
