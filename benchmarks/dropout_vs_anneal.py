@@ -65,6 +65,16 @@ def variants():
             **fsa, "frequency": 10,
             "temporary": {"fraction": fraction, "duration": 10, "criterion": "largest"},
         }
+    # The plan `AnnealedPruning(0.9)` runs (a linear ramp from 20% to 80% of
+    # training, chosen for issue 14), alone and with the largest 10% removed
+    # for a while.
+    recommended = {**fsa, "schedule": "recommended"}
+    del recommended["mu"]
+    table["recommended-s0.9"] = recommended
+    table["recommended-noiselargest0.1-s0.9"] = {
+        **recommended, "frequency": 10,
+        "temporary": {"fraction": 0.1, "duration": 10, "criterion": "largest"},
+    }
     table["fsa-set-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3}}
     table["fsa-rigl-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3, "grow": "gradient"}}
     # Dropout kept, its rate scaled to the connections left (Han et al. 2015):

@@ -72,8 +72,10 @@ def make_schedule(name="fsa", final_sparsity=0.9, mu=None):
         return keras_anneal.schedules.ConstantRate(rate=0.005, interval=50)
     if name == "polynomial":
         return keras_anneal.schedules.PolynomialDecay(final_sparsity=final_sparsity, end_fraction=0.5)
+    if name == "recommended":  # What `AnnealedPruning(final_sparsity)` runs.
+        return keras_anneal.schedules.recommended(final_sparsity)
     raise ValueError(
-        "Argument `name` must be one of 'fsa', 'constant-rate', 'polynomial'. "
+        "Argument `name` must be one of 'fsa', 'constant-rate', 'polynomial', 'recommended'. "
         f"Received: name={name!r}"
     )
 
@@ -113,7 +115,8 @@ def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, f
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--regularizer", choices=["dropout", "anneal", "hybrid", "none"], default="anneal")
-    parser.add_argument("--schedule", choices=["fsa", "constant-rate", "polynomial"], default="fsa")
+    parser.add_argument("--schedule", choices=["fsa", "constant-rate", "polynomial", "recommended"],
+                        default="fsa")
     parser.add_argument("--final-sparsity", type=float, default=0.9)
     parser.add_argument("--mu", type=float, default=None, help="FSA's mu; the schedule's default if omitted")
     parser.add_argument("--frequency", type=int, default=50, help="optimizer steps between mask updates")
