@@ -12,7 +12,9 @@ separable convnet) and seed, trains:
 - `lamp-s0.9-<schedule>`: the same at 90% with LAMP, on other plans
   (`SCHEDULES`: linear or cubic instead of FSA's front-loaded removal,
   ending earlier, or starting later with `begin_fraction`), and
-  `lamp-s0.9-set` with SET drop-and-regrow once 90% is reached;
+  `lamp-s0.9-set` with SET drop-and-regrow once 90% is reached, and
+  `lamp-s0.9-linear-late-noise0.5` with half of the kept weights removed
+  for one step at every step (noise injection);
 - `budget`: the published network, Dropout kept, trained as `published`,
   then fine-tuned as many epochs again with the callback and an accuracy
   budget of 0.1 point against its own validation score (`max_drop=0.001`,
@@ -90,6 +92,13 @@ def variants():
     # Drop-and-regrow (SET) once FSA has reached 90%: the topology keeps moving.
     table["lamp-s0.9-set"] = {"dropout": False, "allocation": "lamp", "sparsity": 0.9,
                               "regrowth": {"fraction": 0.3}}
+    # Noise injection on the recommended plan: half of the kept weights out
+    # for one step at every step (DropConnect's mask, one per batch, not per
+    # sample), until 75% of training: can pruning regularize like Dropout?
+    table["lamp-s0.9-linear-late-noise0.5"] = {
+        **table["lamp-s0.9-linear-late"], "frequency": 1,
+        "temporary": {"fraction": 0.5, "duration": 1},
+    }
     # The callback's default allocation; the budget, not 0.95, sets the sparsity.
     table["budget"] = {"dropout": True, "sparsity": 0.95, "max_drop": 0.001, "fine_tune": True}
     table["budget-steps"] = {**table["budget"], "staircase": True}
@@ -170,6 +179,8 @@ def run(network, config, seed, data, args):
     options = {"allocation": config["allocation"]} if "allocation" in config else {}
     if "regrowth" in config:
         options["regrowth"] = keras_anneal.Regrowth(**config["regrowth"])
+    if "temporary" in config:
+        options["temporary"] = keras_anneal.TemporaryRemoval(**config["temporary"])
     if config.get("fine_tune"):  # Dense training first; then pruning, within the budget.
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         options["reference"] = model.fit(**fit).history["val_accuracy"][-1]
@@ -190,7 +201,7 @@ def run(network, config, seed, data, args):
         else:
             schedule = keras_anneal.schedules.FSA(config["sparsity"], end_fraction=0.5)
         callbacks.insert(0, keras_anneal.AnnealedPruning(
-            schedule, frequency=args.frequency, max_drop=config.get("max_drop"), **options))
+            schedule, frequency=config.get("frequency", args.frequency), max_drop=config.get("max_drop"), **options))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(**fit, callbacks=callbacks)
     # Evaluated after `fit`: the masks the model ends with (a budget may have restored some).
