@@ -75,6 +75,9 @@ def variants():
         **recommended, "frequency": 10,
         "temporary": {"fraction": 0.1, "duration": 10, "criterion": "largest"},
     }
+    table["recommended-noise0.5-s0.9"] = {  # Half of the kept out at every step.
+        **recommended, "frequency": 1, "temporary": {"fraction": 0.5, "duration": 1},
+    }
     table["fsa-set-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3}}
     table["fsa-rigl-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3, "grow": "gradient"}}
     # Dropout kept, its rate scaled to the connections left (Han et al. 2015):
