@@ -1,7 +1,8 @@
 """Annealed pruning on MNIST in a minute: the README's quickstart, end to end.
 
 A 784-300-100-10 network trains for a few epochs while `AnnealedPruning`
-removes 90% of its connections on the FSA plan; then the masks are baked into
+removes 90% of its connections on the recommended plan (a linear ramp from
+20% to 80% of training); then the masks are baked into
 a plain Keras model and saved.
 
     python examples/quickstart.py                       # downloads MNIST
@@ -49,11 +50,9 @@ def main():
         epochs=args.epochs,
         validation_split=0.1,
         verbose=2,
-        callbacks=[
-            keras_anneal.AnnealedPruning(
-                keras_anneal.schedules.FSA(final_sparsity=args.final_sparsity, end_fraction=0.5)
-            )
-        ],
+        # A sparsity alone: the recommended plan, a linear ramp from 20% to
+        # 80% of training (keras_anneal.schedules.recommended).
+        callbacks=[keras_anneal.AnnealedPruning(args.final_sparsity)],
     )
 
     print(keras_anneal.sparsity_report(model))
