@@ -147,11 +147,12 @@ class _AnnealingPlan(PruningSchedule):
             The end step as an int.
         """
         if self.end_step is not None:
-            if self.end_step <= self.resolve_begin_step(total_steps):
+            begin_step = self.resolve_begin_step(total_steps)
+            if self.end_step <= begin_step:
                 raise ValueError(
                     f"`begin_fraction={self.begin_fraction}` of {total_steps} total steps "
-                    f"starts at step {self.resolve_begin_step(total_steps)}, which is not "
-                    f"before `end_step={self.end_step}`. Received: total_steps={total_steps}"
+                    f"starts at step {begin_step}, which is not before "
+                    f"`end_step={self.end_step}`. Received: total_steps={total_steps}"
                 )
             return self.end_step
         self._needs_total("end_fraction", self.end_fraction, total_steps)
