@@ -355,10 +355,14 @@ def report(path):
     for ax, network in zip(axes[0], networks):
         mine = [r for r in rows if r["network"] == network]
         for allocation in ALLOCATIONS:
-            points = sorted((r["sparsity"], r["validation"]) for r in mine
-                            if r["variant"].startswith(allocation + "-"))
+            grid = {f"{allocation}-s{sparsity}" for sparsity in SPARSITIES}
+            points = sorted((r["sparsity"], r["validation"]) for r in mine if r["variant"] in grid)
             if points:
                 ax.plot(*zip(*points), marker="o", label=allocation)
+        for r in mine:
+            if r["variant"] == "lamp-s0.9-linear-late":
+                ax.plot(r["sparsity"], r["validation"], marker="*", markersize=12,
+                        linestyle="none", color="black", label="lamp, recommended plan")
         for variant, style in (("published", "--"), ("none", ":")):
             for r in mine:
                 if r["variant"] == variant:
