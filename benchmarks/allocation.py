@@ -68,14 +68,24 @@ SCHEDULES = {
     "linear-later": {"name": "fsa", "mu": 0.0, "begin_fraction": 0.4, "end_fraction": 0.8},
 }
 
+
+def make_plan(plan, sparsity):
+    """The schedule a `SCHEDULES` entry describes, to `sparsity`."""
+    from keras_anneal import schedules
+
+    options = dict(plan)
+    kind = {"fsa": schedules.FSA, "polynomial": schedules.PolynomialDecay}[options.pop("name")]
+    return kind(final_sparsity=sparsity, **options)
+
+
 def describe_plan(variant):
     """The schedule of a `lamp-s0.9[-<plan>]` variant, as code reads."""
     suffix = variant[len("lamp-s0.9-"):]
     if suffix not in SCHEDULES:
         return "FSA(end_fraction=0.5)"
-    plan = dict(SCHEDULES[suffix])
-    kind = "PolynomialDecay" if plan.pop("name") == "polynomial" else "FSA"
-    return f"{suffix}, {kind}(" + ", ".join(f"{k}={v}" for k, v in plan.items()) + ")"
+    options = {k: v for k, v in SCHEDULES[suffix].items() if k != "name"}
+    kind = type(make_plan(SCHEDULES[suffix], 0.9)).__name__
+    return f"{suffix}, {kind}(" + ", ".join(f"{k}={v}" for k, v in options.items()) + ")"
 
 
 def variants():
@@ -194,14 +204,12 @@ def run(network, config, seed, data, args):
             schedule = keras_anneal.schedules.PolynomialDecay(
                 final_sparsity=config["sparsity"], power=1, end_fraction=0.8)
         elif "schedule" in config:
-            plan = dict(config["schedule"])
-            kind = {"fsa": keras_anneal.schedules.FSA,
-                    "polynomial": keras_anneal.schedules.PolynomialDecay}[plan.pop("name")]
-            schedule = kind(final_sparsity=config["sparsity"], **plan)
+            schedule = make_plan(config["schedule"], config["sparsity"])
         else:
             schedule = keras_anneal.schedules.FSA(config["sparsity"], end_fraction=0.5)
         callbacks.insert(0, keras_anneal.AnnealedPruning(
-            schedule, frequency=config.get("frequency", args.frequency), max_drop=config.get("max_drop"), **options))
+            schedule, frequency=config.get("frequency", args.frequency),
+            max_drop=config.get("max_drop"), **options))
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(**fit, callbacks=callbacks)
     # Evaluated after `fit`: the masks the model ends with (a budget may have restored some).

@@ -111,64 +111,51 @@ class _AnnealingPlan(PruningSchedule):
         self.end_fraction = end_fraction
         self.begin_fraction = begin_fraction
 
-    def _needs_total(self, argument, value, total_steps):
+    def _step_at(self, argument, fraction, total_steps):
+        """`round(fraction * total_steps)`, or a clear error without a total."""
         if total_steps is None:
             raise ValueError(
                 f"{type(self).__name__} was given `{argument}="
-                f"{value}`, which needs the total number of training "
+                f"{fraction}`, which needs the total number of training "
                 "steps, and none is known (e.g. a dataset of unknown length). "
                 "Pass `steps_per_epoch` to `fit`, or give step numbers instead. "
                 "Received: total_steps=None"
             )
+        return round(fraction * total_steps)
 
-    def resolve_begin_step(self, total_steps=None):
-        """The step at which the schedule starts to rise from 0.
-
-        Args:
-            total_steps: total optimizer steps of the `fit` call; needed
-                only when the start was given as `begin_fraction`.
-
-        Returns:
-            The begin step as an int.
-        """
-        if self.begin_fraction is None:
-            return self.begin_step
-        self._needs_total("begin_fraction", self.begin_fraction, total_steps)
-        return round(self.begin_fraction * total_steps)
-
-    def resolve_end_step(self, total_steps=None):
-        """The step at which the schedule reaches `final_sparsity`.
-
-        Args:
-            total_steps: total optimizer steps of the `fit` call; needed
-                only when the end was given as `end_fraction`.
-
-        Returns:
-            The end step as an int.
-        """
+    def _span(self, total_steps):
+        """(begin step, end step) for a `fit` call of `total_steps` steps."""
+        begin_step = (self.begin_step if self.begin_fraction is None
+                      else self._step_at("begin_fraction", self.begin_fraction, total_steps))
         if self.end_step is not None:
-            begin_step = self.resolve_begin_step(total_steps)
             if self.end_step <= begin_step:
                 raise ValueError(
                     f"`begin_fraction={self.begin_fraction}` of {total_steps} total steps "
                     f"starts at step {begin_step}, which is not before "
                     f"`end_step={self.end_step}`. Received: total_steps={total_steps}"
                 )
-            return self.end_step
-        self._needs_total("end_fraction", self.end_fraction, total_steps)
-        end_step = round(self.end_fraction * total_steps)
-        begin_step = self.resolve_begin_step(total_steps)
+            return begin_step, self.end_step
+        end_step = self._step_at("end_fraction", self.end_fraction, total_steps)
         if end_step <= begin_step:
             raise ValueError(
                 f"`end_fraction={self.end_fraction}` of {total_steps} total steps "
                 f"ends at step {end_step}, which is not after "
                 f"`begin_step={begin_step}`. Received: total_steps={total_steps}"
             )
-        return end_step
+        return begin_step, end_step
+
+    def resolve_begin_step(self, total_steps=None):
+        """The step at which the schedule starts to rise from 0 (`total_steps`,
+        those of the `fit` call, is needed for `begin_fraction`)."""
+        return self._span(total_steps)[0]
+
+    def resolve_end_step(self, total_steps=None):
+        """The step at which the schedule reaches `final_sparsity` (`total_steps`,
+        those of the `fit` call, is needed for `end_fraction`)."""
+        return self._span(total_steps)[1]
 
     def __call__(self, step, total_steps=None):
-        end_step = self.resolve_end_step(total_steps)
-        begin_step = self.resolve_begin_step(total_steps)
+        begin_step, end_step = self._span(total_steps)
         if step < begin_step:
             return 0.0
         progress = min(1.0, (step - begin_step) / (end_step - begin_step))
