@@ -31,6 +31,11 @@ def check_sparsity(name, value):
     return float(value)
 
 
+def check_rate(name, value):
+    """A rate in [0, 1), as Dropout's."""
+    return check_sparsity(name, value)
+
+
 def check_fraction(name, value, *, include_one=True):
     """A fraction in (0, 1], or in (0, 1) when `include_one=False`."""
     if not _is_real(value):

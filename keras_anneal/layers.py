@@ -13,6 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_anneal import _validation
 from keras_anneal import masking
 
 # The registry: layer class -> names of its prunable weights (the public
@@ -212,16 +213,29 @@ class Masked(keras.layers.Wrapper):
     optimizers with momentum or weight decay may still move it, which never
     affects the output. Masks save and load with the model.
 
+    With `drop_connect=r > 0`, training also drops each kept weight with
+    probability `r` at every step and scales the rest (DropConnect, Wan et
+    al. 2013, with one draw per batch): the layer trains with
+    `w * m * b / (1 - r)`, `b ~ Bernoulli(1 - r)`, and infers with `w * m`.
+    This is pruning as noise injection in its limit (Bartoldson et al.,
+    NeurIPS 2020): a regularizer that can take Dropout's place.
+
     Args:
         layer: the `keras.layers.Layer` to wrap: one of `SUPPORTED_LAYERS`
             (or a subclass), or a layer defining `get_prunable_weights()`.
+        drop_connect: the rate `r` in [0, 1) at which training drops kept
+            weights. Defaults to 0.0 (no noise).
+        seed: non-negative int seed of that noise, or `None`. Defaults to
+            `None`.
         **kwargs: base `Layer` arguments such as `name`. The name defaults
             to `"masked_" + layer.name`.
 
     Raises:
-        TypeError: if `layer` is not a Keras layer.
+        TypeError: if `layer` is not a Keras layer, or `drop_connect` not
+            a float.
         ValueError: if `layer` has no prunable weight, is already wrapped,
-            or has LoRA or quantization enabled.
+            or has LoRA or quantization enabled; if `drop_connect` is
+            outside [0, 1).
 
     Example:
 
@@ -232,7 +246,7 @@ class Masked(keras.layers.Wrapper):
     0.3333333333333333
     """
 
-    def __init__(self, layer, **kwargs):
+    def __init__(self, layer, drop_connect=0.0, seed=None, **kwargs):
         if not isinstance(layer, keras.layers.Layer):
             raise TypeError(
                 "Argument `layer` must be a `keras.layers.Layer` instance. "
@@ -257,11 +271,18 @@ class Masked(keras.layers.Wrapper):
                 "`keras_anneal.register_prunable_layer`, or contain such layers. "
                 f"Received: layer={layer.__class__.__name__}(name='{layer.name}')"
             )
+        drop_connect = _validation.check_rate("drop_connect", drop_connect)
+        if seed is not None:
+            seed = _validation.check_step("seed", seed)
         kwargs.setdefault("name", f"masked_{layer.name}")
         # The masks take the wrapped layer's variable dtype; computing in its
         # dtype policy too keeps mixed precision layers in their precision.
         kwargs.setdefault("dtype", layer.dtype_policy)
         super().__init__(layer, **kwargs)
+        self.drop_connect = drop_connect
+        self.seed = seed
+        # Only a noisy layer holds a seed generator (and its state variable).
+        self._noise_seed = keras.random.SeedGenerator(seed) if drop_connect else None
         self.supports_masking = layer.supports_masking
         self._slots = ()
         self._variables = []
@@ -328,15 +349,30 @@ class Masked(keras.layers.Wrapper):
     def build_from_config(self, config):
         self.build(config.get("input_shape"))
 
-    def call(self, inputs, *args, **kwargs):
+    def call(self, inputs, *args, training=None, **kwargs):
+        # `training` reaches the wrapped layer through Keras' call context.
+        masks = self._masks
+        if training and self.drop_connect:
+            masks = [
+                keras.random.dropout(
+                    ops.convert_to_tensor(mask), self.drop_connect, seed=self._noise_seed
+                )
+                for mask in masks
+            ]
         # Cast as Keras autocasts a variable read in the layer's call: a
         # mixed precision layer computes in its compute dtype.
         masked = [
             ops.cast(ops.multiply(variable, mask), owner.compute_dtype)
-            for (owner, _), variable, mask in zip(self._slots, self._variables, self._masks)
+            for (owner, _), variable, mask in zip(self._slots, self._variables, masks)
         ]
         with self._call_lock, _substituted(self._slots, masked):
             return self.layer(inputs, *args, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        if self.drop_connect:  # Configs of noiseless layers stay as they were.
+            config.update(drop_connect=self.drop_connect, seed=self.seed)
+        return config
 
     def compute_output_spec(self, *args, **kwargs):
         return self.layer.compute_output_spec(*args, **kwargs)

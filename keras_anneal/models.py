@@ -1,10 +1,12 @@
 """Model-level entry points: wrap (`prune_model`), unwrap (`strip`), report."""
 
 import dataclasses
+import numbers
 import warnings
 
 import keras
 
+from keras_anneal import _validation
 from keras_anneal import masking
 from keras_anneal.layers import SUPPORTED_LAYERS
 from keras_anneal.layers import Masked
@@ -230,7 +232,7 @@ def _layer_selector(model, layers):
     return selected, names
 
 
-def prune_model(model, layers=None, inplace=False):
+def prune_model(model, layers=None, inplace=False, drop_connect=0.0):
     """A copy of `model` with its prunable layers wrapped in `Masked`.
 
     The copy has the same architecture and weights, with all masks at one
@@ -254,17 +256,25 @@ def prune_model(model, layers=None, inplace=False):
             copies, for layers that cannot be rebuilt from their config: the
             pruned model then shares their variables with the original (whose
             graph is unchanged). Defaults to `False`.
+        drop_connect: DropConnect rate of the wrapped layers (see `Masked`):
+            a float in [0, 1) for all of them, or a dict from layer name or
+            layer class to its rate (the others get none), e.g.
+            `{keras.layers.Dense: 0.3}` to regularize the dense layers as
+            Dropout would. Defaults to 0.0 (no noise).
 
     Returns:
         The new `keras.Model`.
 
     Raises:
-        TypeError: if `model` is not a `keras.Model`, or `layers` holds
-            something other than names and classes.
+        TypeError: if `model` is not a `keras.Model`, `layers` holds
+            something other than names and classes, or `drop_connect` is
+            neither a float nor such a dict.
         ValueError: if `model` is not built or holds no prunable weight,
             if `layers` names an unknown layer or one with no prunable
             weight, or if a layer cannot be copied (the message says how to
-            make it copyable, or to pass `inplace=True`).
+            make it copyable, or to pass `inplace=True`), or if a rate of
+            `drop_connect` is outside [0, 1) or its dict names a layer that
+            is not wrapped.
 
     Example:
 
@@ -277,6 +287,7 @@ def prune_model(model, layers=None, inplace=False):
     _check_model(model, "prune_model")
     inplace = _check_bool("inplace", inplace)
     selected, names = _layer_selector(model, layers)
+    rate_of = _drop_connect_rates(model, drop_connect, selected)
     if not any(is_prunable(layer) for layer in _all_layers(model)) and not is_prunable(model):
         raise ValueError(
             f"Argument `model` holds no prunable weight. Received: model '{model.name}' with "
@@ -296,13 +307,13 @@ def prune_model(model, layers=None, inplace=False):
                 skipped[layer.name] = unmasked
         if wrap:
             wrapped.add(layer.name)
-        return Masked(copy) if wrap else copy
+        return Masked(copy, drop_connect=rate_of(layer)) if wrap else copy
 
     if _is_graph_model(model):
         pruned = keras.models.clone_model(model, clone_function=clone, recursive=True)
     else:
         inner = model if inplace else _copy_layer(model)
-        masked = Masked(inner)
+        masked = Masked(inner, drop_connect=rate_of(model))
         masked.build()  # The model is built: its masks can be made now.
         pruned = keras.Sequential([masked], name=model.name)
         input_shape = (inner.get_build_config() or {}).get("input_shape")
@@ -330,6 +341,51 @@ def prune_model(model, layers=None, inplace=False):
             stacklevel=2,
         )
     return pruned
+
+
+def _drop_connect_rates(model, drop_connect, selected):
+    """Validates `drop_connect`; returns layer -> its rate."""
+    if not isinstance(drop_connect, dict):
+        if isinstance(drop_connect, bool) or not isinstance(drop_connect, numbers.Real):
+            raise TypeError(
+                "Argument `drop_connect` must be a float in [0, 1) or a dict from layer "
+                f"names or classes to such floats. Received: drop_connect={drop_connect!r} "
+                f"of type {type(drop_connect).__name__}"
+            )
+        rate = _validation.check_rate("drop_connect", drop_connect)
+        return lambda layer: rate
+    rates = {}
+    for key, value in drop_connect.items():
+        if not (isinstance(key, str) or (isinstance(key, type) and issubclass(key, keras.layers.Layer))):
+            raise TypeError(
+                "Argument `drop_connect` must map layer names (str) or layer classes to "
+                f"rates. Received: key {key!r} of type {type(key).__name__}"
+            )
+        rates[key] = _validation.check_rate(f"drop_connect[{key!r}]", value)
+    candidates = list(_all_layers(model)) if _is_graph_model(model) else [model]
+    wrapped = [layer for layer in candidates if selected(layer) and is_prunable(layer)]
+    unmatched = [
+        key if isinstance(key, str) else key.__name__
+        for key in rates
+        if not any(
+            layer.name == key if isinstance(key, str) else isinstance(layer, key)
+            for layer in wrapped
+        )
+    ]
+    if unmatched:
+        raise ValueError(
+            f"Argument `drop_connect` names layers that prune_model does not wrap: {unmatched}. "
+            f"The wrapped layers are: {sorted(layer.name for layer in wrapped)}"
+        )
+
+    def rate_of(layer):
+        if layer.name in rates:  # A name is more specific than a class.
+            return rates[layer.name]
+        matches = [rate for key, rate in rates.items()
+                   if isinstance(key, type) and isinstance(layer, key)]
+        return matches[0] if matches else 0.0
+
+    return rate_of
 
 
 def _check_bool(name, value):

@@ -1,0 +1,155 @@
+"""DropConnect on the kept weights: `Masked(drop_connect=...)` and `prune_model`."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import regression_data
+from conftest import small_mlp
+
+import keras_anneal
+from keras_anneal import Masked
+
+RATE = 0.3
+
+
+def identity_probe(rate=RATE, seed=1, units=50, inputs=40):
+    """A bias-free Dense whose output on the identity matrix is its effective kernel,
+    with every other column pruned."""
+    layer = Masked(keras.layers.Dense(units, use_bias=False), drop_connect=rate, seed=seed)
+    eye = np.eye(inputs, dtype="float32")
+    layer(eye)
+    layer.set_masks([np.tile([1.0, 0.0], (inputs, units // 2))])
+    return layer, eye
+
+
+def numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def test_training_drops_kept_weights_at_the_rate_and_scales_the_rest():
+    layer, eye = identity_probe()
+    kernel = numpy(layer.layer.kernel)
+    trained = numpy(layer(eye, training=True))
+    assert np.all(trained[:, 1::2] == 0)  # Pruned weights stay out.
+    kept = trained[:, ::2]
+    dropped = np.mean(kept == 0)
+    assert abs(dropped - RATE) < 0.06  # 1,000 kept weights: sd 0.015.
+    survivors = kept != 0
+    np.testing.assert_allclose(kept[survivors], kernel[:, ::2][survivors] / (1 - RATE), rtol=1e-6)
+
+
+def test_inference_uses_the_masked_weights_unscaled():
+    layer, eye = identity_probe()
+    expected = numpy(layer.layer.kernel) * layer.get_masks()[0]
+    np.testing.assert_array_equal(numpy(layer(eye)), expected)
+    np.testing.assert_array_equal(numpy(layer(eye, training=False)), expected)
+    model = keras.Sequential([keras.Input((40,)), layer])
+    np.testing.assert_allclose(model.predict(eye, verbose=0), expected, rtol=1e-6)
+
+
+def test_noise_is_drawn_anew_at_each_call_and_follows_the_seed():
+    first, eye = identity_probe(seed=3)
+    second, _ = identity_probe(seed=3)
+    second.layer.kernel.assign(first.layer.kernel)
+    a, b = numpy(first(eye, training=True)), numpy(first(eye, training=True))
+    assert not np.array_equal(a == 0, b == 0)
+    np.testing.assert_array_equal(numpy(second(eye, training=True)), a)
+
+
+def test_without_drop_connect_training_changes_nothing():
+    layer = Masked(keras.layers.Dense(4))
+    x = np.random.default_rng(0).normal(size=(3, 5)).astype("float32")
+    np.testing.assert_array_equal(numpy(layer(x, training=True)), numpy(layer(x)))
+    assert "drop_connect" not in layer.get_config()  # Configs as before.
+
+
+def test_training_still_reaches_a_wrapped_layer_with_its_own_dropout():
+    class Block(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = keras.layers.Dense(16)
+            self.dropout = keras.layers.Dropout(0.5)
+
+        def call(self, x, training=None):
+            return self.dropout(self.dense(x), training=training)
+
+    layer = Masked(Block(), drop_connect=0.2, seed=0)
+    x = np.ones((2, 8), "float32")
+    inferred = numpy(layer(x))
+    assert np.array_equal(numpy(layer(x)), inferred)
+    assert np.mean(numpy(layer(x, training=True)) == 0) > 0.2  # Dropout's zeros.
+
+
+def test_fit_trains_the_kept_weights_and_leaves_pruned_ones_alone():
+    model = keras_anneal.prune_model(small_mlp(), drop_connect=RATE)
+    hidden = model.get_layer("masked_hidden")
+    masks = [(np.arange(np.prod(w.shape)) % 3 != 0).reshape(w.shape).astype("float32")
+             for w in hidden.prunable_weights]
+    hidden.set_masks(masks)
+    before = numpy(hidden.layer.kernel)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    x, y = regression_data()
+    history = model.fit(x, y, epochs=5, batch_size=16, verbose=0)
+    after = numpy(hidden.layer.kernel)
+    pruned = masks[0] == 0
+    np.testing.assert_array_equal(after[pruned], before[pruned])
+    assert not np.allclose(after[~pruned], before[~pruned])
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_config_and_keras_file_round_trip(tmp_path):
+    model = keras_anneal.prune_model(small_mlp(), drop_connect={"hidden": 0.25})
+    layer = model.get_layer("masked_hidden")
+    clone = Masked.from_config(layer.get_config())
+    assert (clone.drop_connect, clone.seed) == (0.25, None)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.get_layer("masked_hidden").drop_connect == 0.25
+    assert loaded.get_layer("masked_out").drop_connect == 0.0
+    x, _ = regression_data(n=8)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+def test_prune_model_takes_one_rate_or_rates_by_name_and_class():
+    everywhere = keras_anneal.prune_model(small_mlp(), drop_connect=0.1)
+    assert [layer.drop_connect for layer in everywhere.layers] == [0.1, 0.1]
+    by_key = keras_anneal.prune_model(
+        small_mlp(), drop_connect={keras.layers.Dense: 0.3, "out": 0.1}
+    )
+    assert [layer.drop_connect for layer in by_key.layers] == [0.3, 0.1]  # The name wins.
+
+
+@pytest.mark.parametrize(
+    "drop_connect, error, message",
+    [
+        (1.0, ValueError, r"`drop_connect` must be in \[0, 1\). Received: drop_connect=1.0"),
+        (-0.1, ValueError, r"`drop_connect` must be in \[0, 1\)"),
+        ("0.3", TypeError, r"`drop_connect` must be a float in \[0, 1\) or a dict"),
+        (True, TypeError, r"`drop_connect` must be a float"),
+        ({"hidden": 1.5}, ValueError, r"`drop_connect\['hidden'\]` must be in \[0, 1\)"),
+        ({"nowhere": 0.1}, ValueError, r"names layers that prune_model does not wrap: \['nowhere'\]"),
+        ({keras.layers.Conv2D: 0.1}, ValueError, r"does not wrap: \['Conv2D'\]"),
+        ({3: 0.1}, TypeError, r"must map layer names \(str\) or layer classes"),
+    ],
+)
+def test_bad_drop_connect_is_an_error_and_the_model_is_untouched(drop_connect, error, message):
+    model = small_mlp()
+    layers_before = list(model.layers)
+    with pytest.raises(error, match=message):
+        keras_anneal.prune_model(model, drop_connect=drop_connect, inplace=True)
+    assert model.layers == layers_before
+    assert not any(isinstance(layer, Masked) for layer in model.layers)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"drop_connect": 1.0}, ValueError, r"`drop_connect` must be in \[0, 1\)"),
+        ({"drop_connect": 0.1, "seed": -1}, ValueError, r"`seed`"),
+        ({"drop_connect": 0.1, "seed": 1.5}, TypeError, r"`seed` must be an int"),
+    ],
+)
+def test_bad_masked_arguments_are_errors(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        Masked(keras.layers.Dense(2), **kwargs)
