@@ -14,7 +14,9 @@ separable convnet) and seed, trains:
   ending earlier, or starting later with `begin_fraction`), and
   `lamp-s0.9-set` with SET drop-and-regrow once 90% is reached, and
   `lamp-s0.9-linear-late-noise0.5` with half of the kept weights removed
-  for one step at every step (noise injection);
+  for one step at every step (noise injection), and
+  `lamp-s0.9-linear-late-dropconnect<r>` with DropConnect at rate `r` on the
+  Dense layers' kept weights (`prune_model(drop_connect={Dense: r})`);
 - `budget`: the published network, Dropout kept, trained as `published`,
   then fine-tuned as many epochs again with the callback and an accuracy
   budget of 0.1 point against its own validation score (`max_drop=0.001`,
@@ -109,6 +111,12 @@ def variants():
         **table["lamp-s0.9-linear-late"], "frequency": 1,
         "temporary": {"fraction": 0.5, "duration": 1},
     }
+    # DropConnect on the Dense layers, where the published networks had
+    # Dropout: the noise in the graph, drawn anew at every step and scaled.
+    for rate in (0.3, 0.5):
+        table[f"lamp-s0.9-linear-late-dropconnect{rate}"] = {
+            **table["lamp-s0.9-linear-late"], "drop_connect": rate,
+        }
     # The callback's default allocation; the budget, not 0.95, sets the sparsity.
     table["budget"] = {"dropout": True, "sparsity": 0.95, "max_drop": 0.001, "fine_tune": True}
     table["budget-steps"] = {**table["budget"], "staircase": True}
@@ -195,7 +203,9 @@ def run(network, config, seed, data, args):
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
         options["reference"] = model.fit(**fit).history["val_accuracy"][-1]
     if pruned:
-        model = keras_anneal.prune_model(model)  # A copy: a fresh optimizer, step 0.
+        # A copy: a fresh optimizer, step 0.
+        model = keras_anneal.prune_model(
+            model, drop_connect={keras.layers.Dense: config.get("drop_connect", 0.0)})
         if config.get("staircase"):  # A removal at each epoch start, judged at its end.
             schedule = keras_anneal.schedules.ConstantRate(
                 rate=0.5, interval=-(-len(x_train) // 128), relative_to="remaining",

@@ -78,6 +78,10 @@ def variants():
     table["recommended-noise0.5-s0.9"] = {  # Half of the kept out at every step.
         **recommended, "frequency": 1, "temporary": {"fraction": 0.5, "duration": 1},
     }
+    # DropConnect on the two pruned Dense layers' kept weights (one draw per
+    # batch, inverted scaling): pruning's noise at every step, in the graph.
+    for rate in (0.3, 0.5):
+        table[f"recommended-dropconnect{rate}-s0.9"] = {**recommended, "drop_connect": rate}
     table["fsa-set-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3}}
     table["fsa-rigl-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3, "grow": "gradient"}}
     # Dropout kept, its rate scaled to the connections left (Han et al. 2015):

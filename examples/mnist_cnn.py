@@ -8,6 +8,7 @@ and the two Dense layers they guarded are pruned during `fit` instead:
     python examples/mnist_cnn.py --regularizer dropout     # the original
     python examples/mnist_cnn.py --regularizer anneal      # FSA to 90% of the dense weights
     python examples/mnist_cnn.py --regularizer anneal --schedule constant-rate
+    python examples/mnist_cnn.py --regularizer anneal --schedule recommended --drop-connect 0.3
     python examples/mnist_cnn.py --regularizer hybrid    # Dropout kept, its rate scaled to the connections left
     python examples/mnist_cnn.py --regularizer none
 
@@ -81,10 +82,13 @@ def make_schedule(name="fsa", final_sparsity=0.9, mu=None):
 
 
 def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, frequency=50,
-            criterion="magnitude", temporary=None, regrowth=None, regrowth_data=None):
+            criterion="magnitude", temporary=None, regrowth=None, regrowth_data=None,
+            drop_connect=0.0):
     """The model to train and the callbacks it needs, for one regularizer.
 
-    `criterion`, `temporary`, `regrowth` and `regrowth_data` are passed to
+    `drop_connect` is the DropConnect rate of the pruned Dense layers
+    (`prune_model(drop_connect=...)`: at each training step that fraction of
+    their kept weights is left out). `criterion`, `temporary`, `regrowth` and `regrowth_data` are passed to
     `AnnealedPruning` (`temporary` and `regrowth` as dicts of
     `TemporaryRemoval` and `Regrowth` arguments; `regrowth_data`, the
     training data, for `Regrowth(grow="gradient")`).
@@ -97,7 +101,7 @@ def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, f
     # Annealing: prune the two Dense layers that the Dropout layers guarded
     # (with "hybrid", the Dropout layers stay, their rates scaled down as
     # the Dense layers lose connections, Han et al. 2015).
-    model = keras_anneal.prune_model(model, layers=[keras.layers.Dense])
+    model = keras_anneal.prune_model(model, layers=[keras.layers.Dense], drop_connect=drop_connect)
     pruning = keras_anneal.AnnealedPruning(
         make_schedule(schedule, final_sparsity, mu),
         frequency,
@@ -120,6 +124,8 @@ def main(argv=None):
     parser.add_argument("--final-sparsity", type=float, default=0.9)
     parser.add_argument("--mu", type=float, default=None, help="FSA's mu; the schedule's default if omitted")
     parser.add_argument("--frequency", type=int, default=50, help="optimizer steps between mask updates")
+    parser.add_argument("--drop-connect", type=float, default=0.0,
+                        help="DropConnect rate of the pruned Dense layers' kept weights in training")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--data", help="local mnist.npz; downloads MNIST if omitted")
     parser.add_argument("--subset", type=int, help="train on the first N images only")
@@ -129,7 +135,8 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = load_data(args.data, args.subset)
     model, callbacks = prepare(
-        args.regularizer, args.schedule, args.final_sparsity, args.mu, args.frequency
+        args.regularizer, args.schedule, args.final_sparsity, args.mu, args.frequency,
+        drop_connect=args.drop_connect,
     )
     model.fit(x_train, y_train, batch_size=BATCH_SIZE, epochs=args.epochs,
               validation_data=(x_test, y_test), callbacks=callbacks, verbose=2)
