@@ -30,6 +30,14 @@ def test_annealing_variant_differs_from_dropout_by_the_dropout_layers():
     assert dropout_model.count_params() == 1_199_882  # The classic model's size.
 
 
+def test_drop_connect_reaches_the_two_pruned_dense_layers():
+    model, _ = mnist_cnn.prepare("anneal", "recommended", 0.9, drop_connect=0.3)
+    rates = [layer.drop_connect for layer in model.layers if isinstance(layer, keras_anneal.Masked)]
+    assert rates == [0.3, 0.3]
+    variant = dropout_vs_anneal.variants()["recommended-dropconnect0.3-s0.9"]
+    assert variant["drop_connect"] == 0.3 and variant["schedule"] == "recommended"
+
+
 def test_example_runs_end_to_end(mnist_file):
     model = mnist_cnn.main(["--regularizer", "anneal", "--epochs", "1", "--subset", "1024",
                             "--data", mnist_file, "--final-sparsity", "0.9", "--mu", "10",
