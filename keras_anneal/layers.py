@@ -244,6 +244,12 @@ class Masked(keras.layers.Wrapper):
     >>> layer.set_masks([np.array([[1, 0], [1, 1], [0, 1]])])
     >>> layer.sparsity
     0.3333333333333333
+    >>> noisy = Masked(keras.layers.Dense(64, use_bias=False), drop_connect=0.5, seed=0)
+    >>> x = np.eye(3)
+    >>> bool(np.all(ops.convert_to_numpy(noisy(x)) == ops.convert_to_numpy(noisy(x))))
+    True
+    >>> 0.4 < float(np.mean(ops.convert_to_numpy(noisy(x, training=True)) == 0)) < 0.6
+    True
     """
 
     def __init__(self, layer, drop_connect=0.0, seed=None, **kwargs):
