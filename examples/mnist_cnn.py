@@ -120,11 +120,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--regularizer", choices=["dropout", "anneal", "hybrid", "none"], default="anneal")
     parser.add_argument("--schedule", choices=["fsa", "constant-rate", "polynomial", "recommended"],
-                        default="fsa")
+                        default="recommended")
     parser.add_argument("--final-sparsity", type=float, default=0.9)
     parser.add_argument("--mu", type=float, default=None, help="FSA's mu; the schedule's default if omitted")
     parser.add_argument("--frequency", type=int, default=50, help="optimizer steps between mask updates")
-    parser.add_argument("--drop-connect", type=float, default=0.0,
+    parser.add_argument("--drop-connect", type=float, default=0.5,
                         help="DropConnect rate of the pruned Dense layers' kept weights in training")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--data", help="local mnist.npz; downloads MNIST if omitted")

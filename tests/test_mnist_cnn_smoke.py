@@ -39,15 +39,17 @@ def test_drop_connect_reaches_the_two_pruned_dense_layers():
 
 
 def test_example_runs_end_to_end(mnist_file):
-    model = mnist_cnn.main(["--regularizer", "anneal", "--epochs", "1", "--subset", "1024",
-                            "--data", mnist_file, "--final-sparsity", "0.9", "--mu", "10",
-                            "--frequency", "2"])
+    model = mnist_cnn.main(["--regularizer", "anneal", "--schedule", "fsa", "--epochs", "1",
+                            "--subset", "1024", "--data", mnist_file, "--final-sparsity", "0.9",
+                            "--mu", "10", "--frequency", "2"])
     # 8 steps of 128; the plan ends half-way, at step 4.
     report = keras_anneal.sparsity_report(model)
     assert report.total == 9216 * 128 + 128 * 10
     assert report.pruned == int(0.9 * report.total)  # Exact overall, LAMP across layers:
     big, small = report.layers  # the 1.2 M-weight kernel gives more than the 1,280 one.
     assert big.sparsity > 0.9 > small.sparsity
+    noisy = [layer.drop_connect for layer in model.layers if isinstance(layer, keras_anneal.Masked)]
+    assert noisy == [0.5, 0.5]  # The example's default: DropConnect 0.5.
 
 
 def test_benchmark_writes_a_consistent_results_file(mnist_file, tmp_path):
