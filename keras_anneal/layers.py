@@ -231,11 +231,11 @@ class Masked(keras.layers.Wrapper):
             to `"masked_" + layer.name`.
 
     Raises:
-        TypeError: if `layer` is not a Keras layer, or `drop_connect` not
-            a float.
+        TypeError: if `layer` is not a Keras layer, `drop_connect` not a
+            float or `seed` not an int.
         ValueError: if `layer` has no prunable weight, is already wrapped,
             or has LoRA or quantization enabled; if `drop_connect` is
-            outside [0, 1).
+            outside [0, 1) or `seed` negative.
 
     Example:
 
