@@ -80,7 +80,7 @@ def variants():
     }
     # DropConnect on the two pruned Dense layers' kept weights (one draw per
     # batch, inverted scaling): pruning's noise at every step, in the graph.
-    for rate in (0.3, 0.5):
+    for rate in (0.3, 0.5, 0.7):
         table[f"recommended-dropconnect{rate}-s0.9"] = {**recommended, "drop_connect": rate}
     table["fsa-set-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3}}
     table["fsa-rigl-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3, "grow": "gradient"}}
