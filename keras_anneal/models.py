@@ -356,7 +356,8 @@ def _drop_connect_rates(model, drop_connect, selected):
         return lambda layer: rate
     rates = {}
     for key, value in drop_connect.items():
-        if not (isinstance(key, str) or (isinstance(key, type) and issubclass(key, keras.layers.Layer))):
+        is_class = isinstance(key, type) and issubclass(key, keras.layers.Layer)
+        if not (isinstance(key, str) or is_class):
             raise TypeError(
                 "Argument `drop_connect` must map layer names (str) or layer classes to "
                 f"rates. Received: key {key!r} of type {type(key).__name__}"
@@ -367,10 +368,7 @@ def _drop_connect_rates(model, drop_connect, selected):
     unmatched = [
         key if isinstance(key, str) else key.__name__
         for key in rates
-        if not any(
-            layer.name == key if isinstance(key, str) else isinstance(layer, key)
-            for layer in wrapped
-        )
+        if not any(_matches(key, layer) for layer in wrapped)
     ]
     if unmatched:
         raise ValueError(
@@ -379,13 +377,18 @@ def _drop_connect_rates(model, drop_connect, selected):
         )
 
     def rate_of(layer):
-        if layer.name in rates:  # A name is more specific than a class.
-            return rates[layer.name]
-        matches = [rate for key, rate in rates.items()
-                   if isinstance(key, type) and isinstance(layer, key)]
-        return matches[0] if matches else 0.0
+        # A name is more specific than a class: it is looked up first.
+        by_name = [rate for key, rate in rates.items()
+                   if isinstance(key, str) and _matches(key, layer)]
+        by_class = [rate for key, rate in rates.items() if _matches(key, layer)]
+        return (by_name or by_class or [0.0])[0]
 
     return rate_of
+
+
+def _matches(key, layer):
+    """Whether a layer name (str) or layer class `key` designates `layer`."""
+    return layer.name == key if isinstance(key, str) else isinstance(layer, key)
 
 
 def _check_bool(name, value):
