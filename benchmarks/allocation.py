@@ -113,7 +113,7 @@ def variants():
     }
     # DropConnect on the Dense layers, where the published networks had
     # Dropout: the noise in the graph, drawn anew at every step and scaled.
-    for rate in (0.3, 0.5):
+    for rate in (0.2, 0.3, 0.4, 0.5):
         table[f"lamp-s0.9-linear-late-dropconnect{rate}"] = {
             **table["lamp-s0.9-linear-late"], "drop_connect": rate,
         }

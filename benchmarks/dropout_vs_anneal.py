@@ -82,6 +82,8 @@ def variants():
     # batch, inverted scaling): pruning's noise at every step, in the graph.
     for rate in (0.3, 0.5, 0.7):
         table[f"recommended-dropconnect{rate}-s0.9"] = {**recommended, "drop_connect": rate}
+    # The same noise on FSA's plan (mu = 10), the best pruning-only plan on validation.
+    table["fsa-dropconnect0.5-s0.9"] = {**fsa, "drop_connect": 0.5}
     table["fsa-set-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3}}
     table["fsa-rigl-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3, "grow": "gradient"}}
     # Dropout kept, its rate scaled to the connections left (Han et al. 2015):
@@ -109,6 +111,9 @@ def parse_args(argv=None):
     parser.add_argument("--output-dir", default=os.path.join(HERE, "results"))
     parser.add_argument("--resume", action="store_true",
                         help="keep the runs already in the results file and skip them")
+    parser.add_argument("--redo", action="store_true",
+                        help="with --resume: run the given variants and seeds again and replace "
+                             "their records (e.g. to add a measurement older runs lack)")
     args = parser.parse_args(argv)
     if args.name is None:
         args.name = "dropout_vs_anneal" + ("_validation" if args.split == "validation" else "")
@@ -119,6 +124,8 @@ def parse_args(argv=None):
     args.variants = selected
     if not args.variants:
         parser.error(f"--variants matched none of: {', '.join(known)}")
+    if args.redo and not args.resume:
+        parser.error("--redo replaces records of an existing results file: it needs --resume")
     return args
 
 
@@ -219,7 +226,8 @@ def main(argv=None):
             raise SystemExit(f"--resume: {path} was run with other settings: {previous['settings']}")
         results.update(commands=previous["commands"], variants=previous["variants"], runs=previous["runs"])
     results["commands"].append(" ".join([os.path.basename(sys.executable)] + sys.argv))
-    done = {(run["variant"], run["seed"]) for run in results["runs"]}
+    # With --redo an old record stays until its new run has finished.
+    done = set() if args.redo else {(run["variant"], run["seed"]) for run in results["runs"]}
     for seed in args.seeds:
         for name in args.variants:
             if (name, seed) in done:
@@ -233,6 +241,7 @@ def main(argv=None):
                     config, seed, args.epochs, args.data, args.subset, args.frequency, args.split
                 )
             record = {"variant": name, "seed": seed, **record}
+            results["runs"] = [r for r in results["runs"] if (r["variant"], r["seed"]) != (name, seed)]
             results["runs"].append(record)
             path = write_results(args.name, results, directory=args.output_dir)
             print(f"{name:>16} seed {seed}: test accuracy {record['final_test_accuracy']:.4f}, "

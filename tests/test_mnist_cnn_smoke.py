@@ -77,6 +77,22 @@ def test_benchmark_writes_a_consistent_results_file(mnist_file, tmp_path):
     assert (tmp_path / "smoke.md").read_text().count("\n") == 5
 
 
+def test_redo_replaces_a_record_and_keeps_the_others(mnist_file, tmp_path):
+    common = ["--epochs", "1", "--subset", "256", "--data", mnist_file, "--name", "redo",
+              "--output-dir", str(tmp_path)]
+    first = dropout_vs_anneal.main(["--variants", "none", "dropout", *common])
+    del first["runs"][1]["final_train_accuracy"]  # As in a file written before it was recorded.
+    with open(tmp_path / "redo.json", "w") as f:
+        json.dump(first, f)
+    with pytest.raises(SystemExit):  # --redo rewrites an existing file only.
+        dropout_vs_anneal.parse_args(["--variants", "dropout", "--redo"])
+    again = dropout_vs_anneal.main(["--variants", "dropout", "--resume", "--redo", *common])
+    assert [run["variant"] for run in again["runs"]] == ["none", "dropout"]
+    assert again["runs"][0] == first["runs"][0]  # Not run again.
+    assert "final_train_accuracy" in again["runs"][1]
+    assert len(again["commands"]) == 2
+
+
 def test_reported_sparsity_matches_the_masks(mnist_file):
     config = dropout_vs_anneal.variants()["fsa-mu10-s0.9"]
     # 1024 images at batch 128: 8 steps; end_fraction 0.5 ends the plan at step 4.
