@@ -83,13 +83,8 @@ def check_real(name, value):
 
 
 def check_non_negative(name, value):
-    """A non-negative real number."""
-    if not _is_real(value):
-        raise TypeError(
-            f"Argument `{name}` must be a float. "
-            f"Received: {name}={value!r} of type {type(value).__name__}"
-        )
-    if value < 0:
+    """A finite non-negative real number."""
+    if check_real(name, value) < 0:
         raise ValueError(
             f"Argument `{name}` must be >= 0. Received: {name}={value!r}"
         )
@@ -97,12 +92,22 @@ def check_non_negative(name, value):
 
 
 def check_positive(name, value):
-    """A positive real number."""
+    """A finite positive real number."""
     if check_non_negative(name, value) == 0:
         raise ValueError(
             f"Argument `{name}` must be > 0. Received: {name}={value!r}"
         )
     return float(value)
+
+
+def check_bool(name, value):
+    """A bool (not merely truthy: `"False"` is refused)."""
+    if not isinstance(value, bool):
+        raise TypeError(
+            f"Argument `{name}` must be a bool. Received: {name}={value!r} "
+            f"of type {type(value).__name__}"
+        )
+    return value
 
 
 def check_choice(name, value, choices):

@@ -9,6 +9,7 @@ and holds the masks when it is not.
 import dataclasses
 
 from keras_anneal import _validation
+from keras_anneal._metrics import direction_from_name
 
 
 class AccuracyBudget:
@@ -19,8 +20,10 @@ class AccuracyBudget:
         max_drop: the largest accepted drop, >= 0 (0.001: 0.1 point of accuracy).
         reference: the value the drop is measured from, or `None` for the
             best value seen since the last `reset`.
-        mode: `"max"` (larger is better), `"min"`, or `"auto"`: `"min"` for
-            names with "loss" or "error", else `"max"`.
+        mode: `"max"` (larger is better), `"min"`, or `"auto"`: the
+            direction the model's metric declares once `settle` is told it
+            (`AnnealedPruning` does, as `EarlyStopping` reads it), until then
+            `"min"` for names with "loss" or "error", else `"max"`.
 
     Example:
 
@@ -41,10 +44,14 @@ class AccuracyBudget:
             None if reference is None else _validation.check_real("reference", reference)
         )
         mode = _validation.check_choice("mode", mode, ("auto", "min", "max"))
-        if mode == "auto":
-            mode = "min" if "loss" in monitor or "error" in monitor else "max"
-        self.mode = mode
+        self._auto = mode == "auto"
+        self.mode = direction_from_name(monitor) if self._auto else mode
         self.reset()
+
+    def settle(self, direction):
+        """With `mode="auto"`, takes `direction` ("max" or "min") from the metric itself."""
+        if self._auto:
+            self.mode = direction
 
     def reset(self):
         """Forgets the best value (at the start of `fit`)."""

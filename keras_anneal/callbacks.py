@@ -19,6 +19,7 @@ from keras_anneal import schedules as schedules_module
 from keras_anneal import search
 from keras_anneal import unit_pruning
 from keras_anneal._backend import sync_backend_state
+from keras_anneal._metrics import metric_direction
 from keras_anneal.layers import Masked
 from keras_anneal.layers import is_prunable
 from keras_anneal.models import masked_layers
@@ -183,7 +184,7 @@ class AnnealedPruning(keras.callbacks.Callback):
             allocation = scope
         self.allocation = allocation_module.get(allocation)
         self.granularity, self._n_of_m = _check_granularity(granularity)
-        self.keep_units_connected = bool(keep_units_connected)
+        self.keep_units_connected = _validation.check_bool("keep_units_connected", keep_units_connected)
         self.budget = None
         if max_drop is not None:
             self.budget = budget_module.AccuracyBudget(monitor, max_drop, reference, mode)
@@ -216,7 +217,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         self.on_nonfinite = _validation.check_choice(
             "on_nonfinite", on_nonfinite, ("raise", "skip")
         )
-        self.restore_weights = bool(restore_weights)
+        self.restore_weights = _validation.check_bool("restore_weights", restore_weights)
         self.sparsity = 0.0
         self.layer_sparsity = {}
         self.budget_stop = None
@@ -309,6 +310,7 @@ class AnnealedPruning(keras.callbacks.Callback):
                     f"Received: monitor={monitor!r}"
                 )
             return  # No validation this epoch (`validation_freq`): nothing to judge.
+        self.budget.settle(metric_direction(self.model, monitor))
         within, reference = self.budget.judge(float(value))
         if self._masks is None:
             self._gather()

@@ -25,6 +25,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_anneal import _validation
 from keras_anneal.channel_dependencies import ChannelDependencies
 from keras_anneal.channel_dependencies import is_producer
 from keras_anneal import optimizer_state
@@ -79,6 +80,7 @@ def compact(model, carry_optimizer=False):
             f"Argument `model` must be a keras.Model. Received: model={model!r} "
             f"of type {type(model).__name__}"
         )
+    carry_optimizer = _validation.check_bool("carry_optimizer", carry_optimizer)
     if carry_optimizer and getattr(model, "optimizer", None) is None:
         raise ValueError(
             "Argument `carry_optimizer=True` needs a compiled model that has an optimizer. "

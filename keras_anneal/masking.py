@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+from keras_anneal import _validation
+
 
 def pruned_count(sparsity, size):
     """Number of weights pruned out of `size` at `sparsity`: `floor(s * n)`.
@@ -108,6 +110,7 @@ def masks_from_scores(scores, masks, sparsity, scope="layer"):
     >>> masks_from_scores([np.array([3.0, 1.0, 2.0, 0.5])], [np.ones(4)], 0.5)[0]
     array([1., 0., 1., 0.], dtype=float32)
     """
+    _validation.check_choice("scope", scope, ("layer", "global"))
     flat = []
     for index, (score, mask) in enumerate(zip(scores, masks)):
         score = np.array(score, dtype=np.float64).ravel()  # A copy: safe to write.

@@ -60,6 +60,16 @@ def _all_layers(model):
     return model._flatten_layers(include_self=False, recursive=True)
 
 
+def _cloned_layers(model):
+    """The layers `clone_model(recursive=True)` visits: nested graph models' too,
+    not the sublayers of a custom layer (which is wrapped whole)."""
+    for layer in model.layers:
+        if _is_graph_model(layer):
+            yield from _cloned_layers(layer)
+        else:
+            yield layer
+
+
 def _inbound_arguments(layer):
     """Fresh symbolic copies of the arguments of `layer`'s first call, if any."""
     nodes = getattr(layer, "_inbound_nodes", None)
@@ -285,7 +295,7 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0):
     ['InputLayer', 'Masked', 'Masked']
     """
     _check_model(model, "prune_model")
-    inplace = _check_bool("inplace", inplace)
+    inplace = _validation.check_bool("inplace", inplace)
     selected, names = _layer_selector(model, layers)
     rate_of = _drop_connect_rates(model, drop_connect, selected)
     if not any(is_prunable(layer) for layer in _all_layers(model)) and not is_prunable(model):
@@ -363,7 +373,7 @@ def _drop_connect_rates(model, drop_connect, selected):
                 f"rates. Received: key {key!r} of type {type(key).__name__}"
             )
         rates[key] = _validation.check_rate(f"drop_connect[{key!r}]", value)
-    candidates = list(_all_layers(model)) if _is_graph_model(model) else [model]
+    candidates = list(_cloned_layers(model)) if _is_graph_model(model) else [model]
     wrapped = [layer for layer in candidates if selected(layer) and is_prunable(layer)]
     unmatched = [
         key if isinstance(key, str) else key.__name__
@@ -390,14 +400,6 @@ def _matches(key, layer):
     """Whether a layer name (str) or layer class `key` designates `layer`."""
     return layer.name == key if isinstance(key, str) else isinstance(layer, key)
 
-
-def _check_bool(name, value):
-    if not isinstance(value, bool):
-        raise TypeError(
-            f"Argument `{name}` must be a bool. Received: {name}={value!r} "
-            f"of type {type(value).__name__}"
-        )
-    return value
 
 
 def strip(model, inplace=False):
@@ -432,7 +434,7 @@ def strip(model, inplace=False):
     ['Dense']
     """
     _check_model(model, "strip")
-    inplace = _check_bool("inplace", inplace)
+    inplace = _validation.check_bool("inplace", inplace)
     if not _is_graph_model(model):
         raise TypeError(
             "`strip` rebuilds Sequential and Functional models (those `prune_model` "

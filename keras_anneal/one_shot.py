@@ -77,8 +77,15 @@ def prune(
     sparsity = _validation.check_sparsity("sparsity", sparsity)
     if scope is not None:
         _validation.check_choice("scope", scope, ("layer", "global"))
-        allocation = scope if allocation == "uniform" else allocation
+        if not (isinstance(allocation, str) and allocation == "uniform"):
+            raise ValueError(
+                "Pass either `allocation` or its former name `scope`, not both. "
+                f"Received: allocation={allocation!r}, scope={scope!r}"
+            )
+        allocation = scope
     allocation = allocation_module.get(allocation)
+    batch_size = _validation.check_step("batch_size", batch_size, positive=True)
+    keep_units_connected = _validation.check_bool("keep_units_connected", keep_units_connected)
     layers = masked_layers(model)
     if not layers:
         raise ValueError(

@@ -17,6 +17,7 @@ from keras_anneal import _validation
 from keras_anneal import allocation as allocation_module
 from keras_anneal import criteria
 from keras_anneal._backend import sync_backend_state
+from keras_anneal._metrics import resolve_mode
 from keras_anneal.models import masked_layers
 
 
@@ -134,6 +135,7 @@ def sensitivity_scan(
     criterion="magnitude",
     batch_size=256,
     keep_units_connected=True,
+    mode="auto",
 ):
     """Prunes each `Masked` layer alone to each sparsity and measures `metric`.
 
@@ -151,6 +153,10 @@ def sensitivity_scan(
         criterion: which weights go in a layer. Defaults to `"magnitude"`.
         batch_size: for `model.evaluate`. Defaults to 256.
         keep_units_connected: as in `AnnealedPruning`. Defaults to True.
+        mode: `"max"` if a larger `metric` is better, `"min"` if smaller, or
+            `"auto"`: the direction the compiled metric declares (as
+            `keras.callbacks.EarlyStopping` reads it; the loss goes down).
+            Defaults to `"auto"`.
 
     Returns:
         A `SensitivityScan`.
@@ -172,6 +178,9 @@ def sensitivity_scan(
             f"Received: sparsities={sparsities!r}"
         )
     sparsities = [_validation.check_sparsity("sparsities", s) for s in sparsities]
+    _validation.check_choice("mode", mode, ("auto", "min", "max"))
+    batch_size = _validation.check_step("batch_size", batch_size, positive=True)
+    keep_units_connected = _validation.check_bool("keep_units_connected", keep_units_connected)
     layers = masked_layers(model)
     if not layers:
         raise ValueError(
@@ -196,7 +205,7 @@ def sensitivity_scan(
             f"Argument `metric` must be one of {sorted(first)}, the names "
             f"`model.evaluate` returns. Received: metric={metric!r}"
         )
-    mode = "min" if "loss" in metric or "error" in metric else "max"
+    mode = resolve_mode(mode, model, metric)
     saved = {layer.name: layer.get_masks() for layer in layers}
     results = {}
     try:

@@ -406,3 +406,28 @@ def test_budget_brings_back_the_weights_measured_within_it(restore_weights):
     same = all(np.array_equal(a, b)
                for a, b in zip(weights_at_epoch_end[1], model.get_weights()))
     assert same == restore_weights
+
+
+def regression_teacher():
+    """A model compiled with an error metric whose name says nothing of its direction."""
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(8, name="hidden"), keras.layers.Dense(1, name="out")]))
+    x = np.random.default_rng(0).normal(size=(32, 6)).astype("float32")
+    y = model.predict(x, verbose=0)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse", metrics=["mae"])
+    return model, x, y
+
+
+def test_a_metric_that_goes_down_is_read_as_one_by_the_scan_and_the_budget():
+    model, x, y = regression_teacher()
+    scan = keras_anneal.sensitivity_scan(model, x, y, sparsities=[0.5, 0.9])
+    assert scan.metric == "mae" and scan.mode == "min"  # As EarlyStopping(mode="auto") reads it.
+    assert all(drop > 0 for layer in scan.results for drop in scan.drops(layer))  # Worse: a drop.
+    assert keras_anneal.sensitivity_scan(model, x, y, sparsities=[0.5], mode="max").mode == "max"
+    with pytest.raises(ValueError, match=r"`mode`.*mode='down'"):
+        keras_anneal.sensitivity_scan(model, x, y, sparsities=[0.5], mode="down")
+    pruning = AnnealedPruning(schedules.ConstantSparsity(0.5), monitor="val_mae", max_drop=1.0)
+    assert pruning.budget.mode == "max"  # From the name alone, before fit...
+    model.fit(x, y, epochs=1, verbose=0, validation_data=(x, y), callbacks=[pruning])
+    assert pruning.budget.mode == "min"  # ...and from the metric once it has run.

@@ -154,3 +154,25 @@ def test_bad_drop_connect_is_an_error_and_the_model_is_untouched(drop_connect, e
 def test_bad_masked_arguments_are_errors(kwargs, error, message):
     with pytest.raises(error, match=message):
         Masked(keras.layers.Dense(2), **kwargs)
+
+
+class Block(keras.layers.Layer):
+    """A custom layer holding a Dense: prune_model wraps the block whole."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.inner = keras.layers.Dense(3, name="inner_dense")
+
+    def call(self, x):
+        return self.inner(x)
+
+
+def test_a_rate_for_a_layer_inside_a_custom_layer_is_refused_not_ignored():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(Block(name="block")(inputs)))
+    for rates in ({"inner_dense": 0.3}, {"inner_dense": 0.3, "out": 0.1}):
+        with pytest.raises(ValueError, match=r"does not wrap: \['inner_dense'\]"):
+            keras_anneal.prune_model(model, drop_connect=rates)
+    pruned = keras_anneal.prune_model(model, drop_connect={"block": 0.3})  # Wrapped whole.
+    rates = {layer.name: layer.drop_connect for layer in pruned.layers if isinstance(layer, Masked)}
+    assert rates == {"masked_block": 0.3, "masked_out": 0.0}

@@ -106,7 +106,7 @@ def test_warmup_cap_follows_seed_002():
     assert sorted({row["max_loss"] for row in result.history}) == [1.0, 2.0]
 
 
-@pytest.mark.parametrize("budget, expected", [(50, 50), (0.25, 36)])
+@pytest.mark.parametrize("budget, expected", [(50, 50), (0.25, 36), (np.float32(0.25), 36)])
 @pytest.mark.parametrize("init", ["magnitude", "random"])
 def test_fixed_budget_removes_exactly_k(budget, expected, init):
     model = trained_model()

@@ -115,10 +115,10 @@ class FixedBudgetAnnealing(MaskSearch):
 
     def __init__(self, budget, iterations=500, initial_temperature=None, move_fraction=0.1,
                  init="magnitude", **kwargs):
-        if isinstance(budget, (float, np.floating)):
-            _validation.check_fraction("budget", float(budget), include_one=False)
+        if isinstance(budget, (float, np.floating)):  # A NumPy float is a fraction too.
+            budget = _validation.check_fraction("budget", float(budget), include_one=False)
         else:
-            _validation.check_step("budget", budget, positive=True)
+            budget = _validation.check_step("budget", budget, positive=True)
         self.budget = budget
         self.iterations = _validation.check_step("iterations", iterations, positive=True)
         if initial_temperature is not None:
