@@ -15,7 +15,7 @@ def metric_direction(model, name):
     base = name.removeprefix("val_")
     if base == "loss" or base.endswith("_loss"):
         return "min"
-    for metric in _compiled_metrics(model):
+    for metric in compiled_metrics(model):
         if metric.name == base and getattr(metric, "_direction", None) in ("up", "down"):
             return "max" if metric._direction == "up" else "min"
     return direction_from_name(base)
@@ -32,8 +32,9 @@ def resolve_mode(mode, model, name):
     return metric_direction(model, name) if mode == "auto" else mode
 
 
-def _compiled_metrics(model):
-    """The model's metric objects, those `compile(metrics=...)` made included."""
+def compiled_metrics(model):
+    """The model's metric objects, those `compile(metrics=...)` made included
+    (they exist once the model has been trained or evaluated)."""
     found = []
     for metric in getattr(model, "metrics", []):
         inner = getattr(metric, "metrics", None)  # CompileMetrics and MetricsList hold others.

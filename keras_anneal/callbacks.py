@@ -656,6 +656,10 @@ class _SearchAtTrainEnd(keras.callbacks.Callback):
         self.x, self.y, self.sample_weight = x, y, sample_weight
         self.result = None
 
+    def on_train_begin(self, logs=None):
+        # What the search would refuse is refused now, not after training.
+        self.search.check(self.model, self.x, self.y, self.sample_weight)
+
     def on_train_end(self, logs=None):
         sync_backend_state(self.model)
         self.result = self.search.run(self.model, self.x, self.y, self.sample_weight)

@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -147,6 +148,21 @@ def test_callbacks_search_when_fit_ends(callback_class, kwargs):
         [callback.result.loss, callback.result.metrics["mae"]], rel=1e-4)
 
 
+@pytest.mark.parametrize("callback", [
+    lambda x, y: keras_anneal.SimulatedAnnealingPruning(x, y, layers=["dense"], verbose=0),
+    lambda x, y: keras_anneal.GeneticPruning(x[:0], y[:0], population_size=4, tournament_size=2),
+])
+def test_search_callbacks_refuse_bad_input_before_training(callback):
+    model = trained_model()
+    before = snapshot(model)
+    epochs = []
+    counter = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: epochs.append(epoch))
+    with pytest.raises(ValueError, match=r"`layers` must name|at least one calibration sample"):
+        model.fit(*task_data(), epochs=1, verbose=0, callbacks=[counter, callback(*calibration())])
+    assert epochs == []  # Refused at on_train_begin: not one epoch was trained.
+    assert_unchanged(model, before)
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda: search.SimulatedAnnealing(mutation_rate=1.5), "mutation_rate"),
     (lambda: search.SimulatedAnnealing(mutation_rate=-0.1), "mutation_rate"),
@@ -165,6 +181,8 @@ def test_callbacks_search_when_fit_ends(callback_class, kwargs):
     (lambda: search.SimulatedAnnealing(fine_tune=3), "fine_tune"),
     (lambda: search.GeneticAlgorithm(patience=0), "patience"),
     (lambda: keras_anneal.GeneticPruning(np.zeros((4, 8)), population_size=3), "tournament_size"),
+    (lambda: search.SimulatedAnnealing(seed=-1), "seed"),
+    (lambda: search.GeneticAlgorithm(seed=1.5), "seed"),
 ])
 def test_bad_parameters_are_named(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
@@ -354,3 +372,16 @@ def test_calibration_batches_from_an_iterable():
     assert Scorer(model, calibration_batches(generator))() == pytest.approx(from_arrays, rel=1e-6)
     with pytest.raises(ValueError, match="`y`"):
         calibration_batches(iter([(x, y)]), y)
+
+
+def test_a_metric_that_is_not_a_mean_warns_when_scored_batch_by_batch():
+    model = trained_model()
+    x, y = calibration()
+    model.compile(loss="mse", metrics=["mae", keras.metrics.AUC(name="auc")])
+    with pytest.warns(UserWarning, match=r"\['auc'\] as the size-weighted mean.*4 calibration"):
+        search.simulated_annealing(model, x, y > 0, iterations=2, batch_size=32, seed=0, verbose=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # One batch, or only means: exact, no warning.
+        search.simulated_annealing(model, x, y > 0, iterations=2, seed=0, verbose=0)
+        model.compile(loss="mse", metrics=["mae"])
+        search.simulated_annealing(model, x, y, iterations=2, batch_size=32, seed=0, verbose=0)

@@ -16,6 +16,7 @@ import numpy as np
 from keras import ops
 
 from keras_anneal import _validation
+from keras_anneal._metrics import compiled_metrics
 from keras_anneal.layers import Masked
 from keras_anneal.models import masked_layers
 from keras_anneal.search import costs
@@ -210,11 +211,30 @@ class Scorer:
 
     def __call__(self):
         self.count += 1
-        return self._score(self._target, self._inputs)
+        scores = self._score(self._target, self._inputs)
+        if self.count == 1 and len(self.batches) > 1:
+            self._warn_of_batch_means()
+        return scores
+
+    def _warn_of_batch_means(self):
+        """Several batches give the mean of per-batch results, weighted by
+        their sizes: exact for the loss and for means such as accuracy, not
+        for AUC, precision or recall."""
+        other = [m.name for m in compiled_metrics(self.model)
+                 if not isinstance(m, keras.metrics.Mean)]
+        if other:
+            warnings.warn(
+                f"The search scores {other} as the size-weighted mean of their values on "
+                f"each of the {len(self.batches)} calibration batches, which is not their "
+                "value on the whole calibration set. Pass `batch_size=None` (one batch) "
+                "for their exact value.",
+                UserWarning,
+                stacklevel=3,
+            )
 
 
-def search_units(model, layers=None):
-    """The masks to search, in order: all of the model's, or those of `layers`."""
+def searched_layers(model, layers=None):
+    """The `Masked` layers to search: all of the model's, or those `layers` names."""
     available = masked_layers(model)
     if not available:
         raise ValueError(
@@ -236,6 +256,12 @@ def search_units(model, layers=None):
             chosen.append(by_name[name])
         if not chosen:
             raise ValueError("Argument `layers` must name at least one layer. Received: []")
+    return chosen
+
+
+def search_units(model, layers=None):
+    """The masks to search, in order: all of the model's, or those of `layers`."""
+    chosen = searched_layers(model, layers)
     for layer in chosen:
         if not layer.built:
             raise ValueError(
@@ -346,8 +372,21 @@ class MaskSearch:
                 f"Received: fine_tune={fine_tune!r}"
             )
         self.fine_tune = fine_tune
-        self.seed = seed
+        self.seed = None if seed is None else _validation.check_step("seed", seed)
         self.verbose = verbose
+
+    def check(self, model, x, y=None, sample_weight=None):
+        """Raises on what `run` would refuse, without searching: a model not
+        compiled, `layers` it does not hold, calibration data that is empty or
+        inconsistent (a dataset or generator is left unread)."""
+        if not getattr(model, "compiled", False):
+            raise ValueError(
+                "Argument `model` must be compiled: the search scores masks with its "
+                "loss. Call `model.compile(loss=..., metrics=[...])` first."
+            )
+        searched_layers(model, self.layers)
+        if not _is_batch_iterable(x):
+            calibration_batches(x, y, sample_weight, self.batch_size)
 
     def _search(self, state, units):
         raise NotImplementedError
@@ -364,11 +403,7 @@ class MaskSearch:
         Returns:
             A `SearchResult`; the masks found are set on the model.
         """
-        if not getattr(model, "compiled", False):
-            raise ValueError(
-                "Argument `model` must be compiled: the search scores masks with its "
-                "loss. Call `model.compile(loss=..., metrics=[...])` first."
-            )
+        self.check(model, x, y, sample_weight)
         units = search_units(model, self.layers)
         self._check_units(units)
         batches = calibration_batches(x, y, sample_weight, self.batch_size)
