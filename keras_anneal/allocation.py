@@ -407,9 +407,14 @@ class PerLayer(Allocation):
         capacities = capacities or layer_sizes
         unknown = sorted(set(self.sparsities) - set(layer_sizes))
         if unknown:
+            wrapped = [name for name in unknown if f"masked_{name}" in layer_sizes]
+            hint = (
+                f" `prune_model` names each wrapper 'masked_' + the layer's name: use "
+                f"{[f'masked_{name}' for name in wrapped]}." if wrapped else ""
+            )
             raise ValueError(
                 f"Argument `allocation` names layers that are not `Masked` layers of the "
-                f"model: {unknown}. Expected some of: {sorted(layer_sizes)}. "
+                f"model: {unknown}. Expected some of: {sorted(layer_sizes)}.{hint} "
                 f"Received: allocation={self.sparsities!r}"
             )
         total = sum(layer_sizes.values())

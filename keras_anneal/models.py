@@ -423,8 +423,8 @@ def strip(model, inplace=False):
 
     Raises:
         TypeError: if `model` is not a `keras.Model`, or is a subclassed
-            model holding `Masked` layers in its attributes (which only its
-            own code can rebuild: bake the masks with `Masked.layer` there).
+            model (which only its own code can rebuild: prune it with
+            `prune_model`, which wraps it whole, and strip what it returns).
         ValueError: if a layer cannot be copied (pass `inplace=True`).
 
     Example:

@@ -203,7 +203,8 @@ class FSA(_AnnealingPlan):
         end_fraction: the same, as a fraction of the `fit` call's total steps.
             Defaults to 0.5 (FSA's `N / 2`) when `end_step` is not given.
         begin_fraction: `begin_step` as a fraction of the `fit` call's total
-            steps, in [0, 1), instead of a step number.
+            steps, in (0, 1), instead of a step number (leave it out to start
+            at step 0).
 
     Example:
 
@@ -251,7 +252,8 @@ class PolynomialDecay(_AnnealingPlan):
         end_fraction: the same, as a fraction of the `fit` call's total steps.
             Defaults to 0.5 when `end_step` is not given.
         begin_fraction: `begin_step` as a fraction of the `fit` call's total
-            steps, in [0, 1), instead of a step number.
+            steps, in (0, 1), instead of a step number (leave it out to start
+            at step 0).
         power: exponent of the decay, > 0. Defaults to 3.
 
     Example:
