@@ -7,7 +7,7 @@ its mean diagonal. Removing weight `w_qj` (input q of output unit j) costs
 about `L_qj = w_qj^2 / (2 [H^-1]_qq)`; the surviving weights of unit j (and
 its bias) compensate by `dw_j = -(w_qj / [H^-1]_qq) H^-1[:, q]`.
 
-Weights are chosen in rounds of `refresh` (seed 003 used 2,000): each round
+Weights are chosen in rounds of `refresh` (Braunstein et al. used 2,000): each round
 removes the kept weights of smallest `L` and moves the weights by their OBS
 steps, so that the next round ranks compensated weights. The steps use the
 full `H^-1`, which ignores the constraint that earlier removals stay at zero,

@@ -182,7 +182,7 @@ class LayerwiseOBS(PruningCriterion):
     Args:
         damping: added to H's diagonal, times its mean diagonal, > 0.
             Defaults to 1e-3.
-        refresh: removals per round, > 0 (seed 003: 2,000). Defaults to 2000.
+        refresh: removals per round, > 0 (Braunstein et al.: 2,000). Defaults to 2000.
     """
 
     needs_data = True

@@ -53,7 +53,7 @@ def prune(
             each computed from the weights the previous left. Defaults to 1.
         between_rounds: called as `between_rounds(model)` after each round,
             e.g. `lambda m: m.fit(x, y, epochs=1)` to retrain with the masks
-            fixed (seed 003's L-OBS with retraining). Defaults to `None`.
+            fixed (L-OBS with retraining). Defaults to `None`.
         scope: the former name of `allocation` (`"layer"` or `"global"`).
             Defaults to `None`.
 

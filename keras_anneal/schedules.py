@@ -333,7 +333,7 @@ class ConstantSparsity(PruningSchedule):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class ConstantRate(PruningSchedule):
-    """Remove a fixed fraction of the weights every `interval` steps (seed 001).
+    """Remove a fixed fraction of the weights every `interval` steps (Bartoldson's annealed pruning).
 
     After `n = (step - begin_step) // interval` removals the sparsity is
 

@@ -1,7 +1,7 @@
 """Whole-unit pruning by significance (N2PS), for chains of Dense layers.
 
 Augasta & Kathirvalavakumar (2011), "A novel pruning algorithm for optimizing
-feedforward neural network of classification problems" (seed 003): a hidden
+feedforward neural network of classification problems", as Braunstein et al. use it: a hidden
 unit's significance comes from its activations on calibration data; the
 least significant units are removed whole. Here the significance of unit `j`
 of a layer is its average contribution to the next layer, normalized over

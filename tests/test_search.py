@@ -213,7 +213,7 @@ def test_a_failing_search_restores_the_masks():
         calls.append(evaluation)
         if len(calls) > 5:
             raise RuntimeError("interrupted")
-        return costs.seed_cost(evaluation)
+        return costs.loss_sparsity_cost(evaluation)
 
     with pytest.raises(RuntimeError, match="interrupted"):
         search.simulated_annealing(model, *calibration(), cost=failing_cost, verbose=0)
@@ -342,13 +342,13 @@ def test_tournament_picks_the_lowest_cost_entrant():
     assert winners == {4}
 
 
-def test_seed_cost_penalises_the_cap():
+def test_loss_sparsity_cost_penalises_the_cap():
     within = costs.Evaluation(loss=0.2, metrics={}, sparsity=0.5, mean_layer_sparsity=0.25,
                               baseline_loss=0.1, max_loss=0.3)
     beyond = costs.Evaluation(loss=0.3, metrics={}, sparsity=0.9, mean_layer_sparsity=0.9,
                               baseline_loss=0.1, max_loss=0.3)
-    assert costs.seed_cost(within) == pytest.approx(0.01 + 4.0)
-    assert costs.seed_cost(beyond) > costs.LOSS_CAP_PENALTY > costs.seed_cost(within)
+    assert costs.loss_sparsity_cost(within) == pytest.approx(0.01 + 4.0)
+    assert costs.loss_sparsity_cost(beyond) > costs.LOSS_CAP_PENALTY > costs.loss_sparsity_cost(within)
 
 
 def test_patience_stops_a_stalled_mask_search():

@@ -21,7 +21,8 @@ from keras_anneal.search.base import SearchResult
 from keras_anneal.search.costs import Evaluation
 from keras_anneal.search.costs import RelativeLossCap
 from keras_anneal.search.costs import WarmupLossCap
-from keras_anneal.search.costs import seed_cost
+from keras_anneal.search.costs import loss_energy
+from keras_anneal.search.costs import loss_sparsity_cost
 from keras_anneal.search.genetic import GeneticAlgorithm
 from keras_anneal.search.genetic import genetic_algorithm
 
@@ -37,7 +38,8 @@ __all__ = [
     "costs",
     "fixed_budget_annealing",
     "genetic_algorithm",
+    "loss_energy",
+    "loss_sparsity_cost",
     "operators",
-    "seed_cost",
     "simulated_annealing",
 ]

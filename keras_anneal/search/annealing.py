@@ -13,7 +13,7 @@ from keras_anneal.search.base import MaskSearch
 
 
 class SimulatedAnnealing(LayerwiseSearch):
-    """Layer-wise simulated annealing of pruning masks (seed 002).
+    """Layer-wise simulated annealing of pruning masks (Dang 2025).
 
     For each mask in turn, for k = 0 … iterations - 1: the temperature is
     `T_k = T0 / (1 + ln(1 + k))` and the mutation rate
@@ -22,22 +22,22 @@ class SimulatedAnnealing(LayerwiseSearch):
     with Metropolis probability `min(1, exp(-(C_new - C) / T_k))`. The mask
     of lowest cost seen is kept, if within the layer's loss cap.
 
-    The default cost is `costs.seed_cost`; `loss_cap` is a float (the loss
+    The default cost is `costs.loss_sparsity_cost`; `loss_cap` is a float (the loss
     increase allowed by the last mask, see `costs.RelativeLossCap`) or a
     callable `(position, sizes, baseline_loss) -> max_loss` such as
-    `costs.WarmupLossCap(1.0)`, seed 002's absolute cap.
+    `costs.WarmupLossCap(1.0)`, Dang's (2025) absolute cap.
 
     Args:
-        iterations: candidates per mask, > 0. Defaults to 200 (seed 002).
-        initial_temperature: `T0`, > 0. Defaults to 1.0 (seed 002).
+        iterations: candidates per mask, > 0. Defaults to 200 (Dang 2025).
+        initial_temperature: `T0`, > 0. Defaults to 1.0 (Dang 2025).
         mutation_rate: initial pruning rate of the neighbour, in [0, 1].
             Defaults to 0.15.
         proposal: which kept weights a neighbour prunes: `"random"` ones
-            (seed 002) or random ones among the smallest `|w|`
+            (Dang 2025) or random ones among the smallest `|w|`
             (`"magnitude"`, see `operators.prune_small`). Defaults to
             `"magnitude"`.
         patience: candidates without a better mask after which a mask's
-            search stops early; `None` runs every iteration (seed 002).
+            search stops early; `None` runs every iteration (Dang 2025).
             Defaults to 50.
         loss_cap: see above. Defaults to 0.04.
         **kwargs: `cost`, `layers`, `batch_size`, `fine_tune`, `seed`,
@@ -87,7 +87,7 @@ class SimulatedAnnealing(LayerwiseSearch):
 
 
 class FixedBudgetAnnealing(MaskSearch):
-    """Simulated annealing of which exactly `budget` weights to remove (seed 000).
+    """Simulated annealing of which exactly `budget` weights to remove.
 
     The state is a set of exactly k positions among the still-kept weights of
     the searched masks, all layers together. A neighbour moves
@@ -106,7 +106,7 @@ class FixedBudgetAnnealing(MaskSearch):
         move_fraction: fraction of the set moved by a neighbour, in [0, 1].
             Defaults to 0.1.
         init: the first set: `"magnitude"` (the k smallest |w|) or
-            `"random"` (seed 000). Defaults to `"magnitude"`.
+            `"random"`. Defaults to `"magnitude"`.
         **kwargs: `cost`, `layers`, `batch_size`, `fine_tune`, `seed`,
             `verbose`, see `keras_anneal.search.MaskSearch`.
     """

@@ -61,7 +61,7 @@ class SearchResult:
 
     @property
     def mean_layer_sparsity(self):
-        """Mean of the per-mask sparsities (seed 002's measure)."""
+        """Mean of the per-mask sparsities (Dang 2025)."""
         return self.final.mean_layer_sparsity
 
     @property
@@ -460,7 +460,7 @@ class LayerwiseSearch(MaskSearch):
     `_search_mask(state, unit)` -> `(best_mask, best_evaluation)`.
     """
 
-    default_cost = staticmethod(costs.seed_cost)
+    default_cost = staticmethod(costs.loss_sparsity_cost)
 
     def __init__(self, *, loss_cap=costs.DEFAULT_LOSS_INCREASE, patience=None, **kwargs):
         super().__init__(**kwargs)

@@ -5,7 +5,7 @@ import math
 
 from keras_anneal import _validation
 
-#: The cost added when a candidate's loss reaches the cap (seed 002's value).
+#: The cost added when a candidate's loss reaches the cap (Dang 2025).
 LOSS_CAP_PENALTY = 1e8
 
 #: The default loss cap: the loss may rise this much by the last searched layer.
@@ -21,8 +21,8 @@ class Evaluation:
         metrics: every value the compiled evaluation reports, `"loss"`
             included (e.g. `metrics["accuracy"]`).
         sparsity: pruned / total over all masked weights of the model.
-        mean_layer_sparsity: the mean of the per-mask sparsities (seed 002's
-            measure: every layer counts the same, whatever its size).
+        mean_layer_sparsity: the mean of the per-mask sparsities (every
+            layer counts the same, whatever its size).
         baseline_loss: the loss with the masks the search started from.
         max_loss: the loss cap in force for this candidate (`inf` if none).
     """
@@ -40,8 +40,8 @@ class Evaluation:
         return self.loss < self.max_loss
 
 
-def seed_cost(evaluation, penalty=LOSS_CAP_PENALTY):
-    """Seed 002's cost: `(L - L_base)^2 + 1 / (s + 1e-8)`, penalised at the cap.
+def loss_sparsity_cost(evaluation, penalty=LOSS_CAP_PENALTY):
+    """The layer-wise searches' default cost: `(L - L_base)^2 + 1 / (s + 1e-8)`, penalised at the cap.
 
     `s` is the mean per-layer sparsity. When the loss reaches the cap, the
     squared loss change is replaced by `penalty`, so no such candidate ever
@@ -49,7 +49,7 @@ def seed_cost(evaluation, penalty=LOSS_CAP_PENALTY):
 
     >>> e = Evaluation(loss=0.3, metrics={}, sparsity=0.5, mean_layer_sparsity=0.5,
     ...                baseline_loss=0.1, max_loss=1.0)
-    >>> round(seed_cost(e), 6)
+    >>> round(loss_sparsity_cost(e), 6)
     2.04
     """
     if evaluation.within_cap:
@@ -60,7 +60,12 @@ def seed_cost(evaluation, penalty=LOSS_CAP_PENALTY):
 
 
 def loss_energy(evaluation):
-    """Seed 000's energy: the loss itself (the fixed-budget search's default)."""
+    """The loss itself: the fixed-budget search's default cost (its energy).
+
+    >>> loss_energy(Evaluation(loss=0.3, metrics={}, sparsity=0.5, mean_layer_sparsity=0.5,
+    ...                        baseline_loss=0.1))
+    0.3
+    """
     return evaluation.loss
 
 
@@ -89,7 +94,7 @@ class RelativeLossCap:
 
 
 class WarmupLossCap:
-    """Seed 002's cap, an absolute loss warming up layer by layer.
+    """Dang's (2025) cap, an absolute loss warming up layer by layer.
 
     For mask i of n: `max_loss_i = loss_to_warmup * (i + 1) / n`.
 

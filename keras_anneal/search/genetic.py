@@ -1,4 +1,4 @@
-"""A genetic algorithm over pruning masks, layer by layer (seed 002)."""
+"""A genetic algorithm over pruning masks, layer by layer (Dang 2025)."""
 
 import numpy as np
 
@@ -8,7 +8,7 @@ from keras_anneal.search.base import LayerwiseSearch
 
 
 class GeneticAlgorithm(LayerwiseSearch):
-    """Layer-wise genetic search of pruning masks (seed 002).
+    """Layer-wise genetic search of pruning masks (Dang 2025).
 
     For each mask in turn: a population of `population_size` masks, each
     pruning every kept weight with probability `mutation_rate` (retried
@@ -31,12 +31,12 @@ class GeneticAlgorithm(LayerwiseSearch):
         elite_size: in [0, population_size). Defaults to 2.
         max_retries: attempts at a population with a candidate within the
             cap, > 0. Defaults to 10.
-        proposal: how new masks prune: `"random"` weights (seed 002), or
+        proposal: how new masks prune: `"random"` weights (Dang 2025), or
             random ones among the smallest `|w|` (`"magnitude"`, see
             `operators.prune_small` and `operators.mutate_small`).
             Defaults to `"magnitude"`.
         patience: generations without a better mask after which a mask's
-            search stops early; `None` runs every generation (seed 002).
+            search stops early; `None` runs every generation (Dang 2025).
             Defaults to 5.
         loss_cap: a float (loss increase allowed by the last mask) or a
             callable, as in `SimulatedAnnealing`. Defaults to 0.04.

@@ -105,7 +105,7 @@ def random_mask(allowed, prune_rate, rng):
 def mutate(mask, rate, allowed, rng):
     """Redraws each gene with probability `rate`; a redrawn gene is kept with probability `rate`.
 
-    Seed 002's mutation: mostly prunes (a fraction `rate (1 - rate)` of the
+    Dang's (2025) mutation: mostly prunes (a fraction `rate (1 - rate)` of the
     kept weights), and occasionally revives one (`rate**2` of the pruned),
     never outside `allowed`.
 
