@@ -20,8 +20,6 @@ from keras_anneal import search
 from keras_anneal import unit_pruning
 from keras_anneal._backend import sync_backend_state
 from keras_anneal._metrics import metric_direction
-from keras_anneal.layers import Masked
-from keras_anneal.layers import is_prunable
 from keras_anneal.models import masked_layers
 
 
@@ -494,10 +492,10 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._owners = [layer.name for layer in self._layers for _ in layer.masks]
         self._unit_axes = [axes for layer in self._layers for axes in layer.unit_axes]
         self._unit_biases = [bias for layer in self._layers for bias in layer.unit_biases]
-        producing = _output_producers(self.model)
+        producing = channel_dependencies.output_producers(self.model)
         self._outputs = [id(layer) in producing for layer in self._layers for _ in layer.masks]
         self._unit_target = 0.0
-        self._unit_groups = _coupled_units(self.model, self._layers) if (
+        self._unit_groups = channel_dependencies.coupled_units(self.model, self._layers) if (
             self.granularity == "unit"
         ) else None
         self._permanent = [ops.convert_to_numpy(mask) for mask in self._masks]
@@ -552,52 +550,6 @@ def _check_granularity(value):
         "Argument `granularity` must be 'weight', 'unit' or an N:M pattern with "
         f"0 < N < M, e.g. '2:4'. Received: granularity={value!r}"
     )
-
-
-def _coupled_units(model, layers):
-    """Per mask of `layers`, an id per output unit that names the units a
-    residual add (or any element-wise merge) couples across layers; None
-    where nothing is coupled or the model is not a Functional graph."""
-    if not hasattr(model, "_nodes_by_depth") or isinstance(model, keras.Sequential):
-        return None  # A chain couples nothing; a subclassed model has no graph to read.
-    dependencies = channel_dependencies.ChannelDependencies(model)
-    roots = {id(layer): [dependencies.find(c) for c in ids]
-             for layer, ids in dependencies.producers}
-    groups = [roots.get(id(layer)) if len(layer.masks) == 1 else None
-              for layer in layers for _ in layer.masks]
-    members = {}
-    for group in filter(None, groups):
-        for root in set(group):
-            members[root] = members.get(root, 0) + 1
-    if not any(count > 1 for count in members.values()):
-        return None
-    return groups
-
-
-def _output_producers(model):
-    """Ids of the `Masked` layers whose units are the model's outputs.
-
-    Walks back from each output through layers that hold no prunable weight
-    (activations, Dropout, BatchNormalization, reshapes); the `Masked`
-    layers reached there make the outputs, and keep their units.
-    """
-    found, seen = set(), set()
-    stack = list(getattr(model, "outputs", None) or [])
-    while stack:
-        history = getattr(stack.pop(), "_keras_history", None)
-        if history is None or id(history[0]) in seen:
-            continue
-        operation, node_index = history[0], history[1]
-        seen.add(id(operation))
-        if isinstance(operation, Masked):
-            found.add(id(operation))
-        elif isinstance(operation, keras.Model) and getattr(operation, "outputs", None):
-            stack.extend(operation.outputs)  # A nested model: through its own graph.
-        elif not is_prunable(operation):
-            nodes = getattr(operation, "_inbound_nodes", [])
-            if node_index < len(nodes):
-                stack.extend(nodes[node_index].input_tensors)
-    return found
 
 
 def _check_regrowth_data(regrowth, data):

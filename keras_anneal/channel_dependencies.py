@@ -27,6 +27,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_anneal.layers import Masked
+from keras_anneal.layers import is_prunable
+
 _PRODUCERS = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 _EXCLUDED_PRODUCERS = (
     keras.layers.Conv1DTranspose,
@@ -437,3 +440,49 @@ def _with_dead_units(operation):
         if not np.all(np.any(units != 0, axis=0)):
             return [operation.name]
     return []
+
+
+def coupled_units(model, layers):
+    """Per mask of `layers`, an id per output unit that names the units a
+    residual add (or any element-wise merge) couples across layers; None
+    where nothing is coupled or the model is not a Functional graph."""
+    if not hasattr(model, "_nodes_by_depth") or isinstance(model, keras.Sequential):
+        return None  # A chain couples nothing; a subclassed model has no graph to read.
+    dependencies = ChannelDependencies(model)
+    roots = {id(layer): [dependencies.find(c) for c in ids]
+             for layer, ids in dependencies.producers}
+    groups = [roots.get(id(layer)) if len(layer.masks) == 1 else None
+              for layer in layers for _ in layer.masks]
+    members = {}
+    for group in filter(None, groups):
+        for root in set(group):
+            members[root] = members.get(root, 0) + 1
+    if not any(count > 1 for count in members.values()):
+        return None
+    return groups
+
+
+def output_producers(model):
+    """Ids of the `Masked` layers whose units are the model's outputs.
+
+    Walks back from each output through layers that hold no prunable weight
+    (activations, Dropout, BatchNormalization, reshapes); the `Masked`
+    layers reached there make the outputs, and keep their units.
+    """
+    found, seen = set(), set()
+    stack = list(getattr(model, "outputs", None) or [])
+    while stack:
+        history = getattr(stack.pop(), "_keras_history", None)
+        if history is None or id(history[0]) in seen:
+            continue
+        operation, node_index = history[0], history[1]
+        seen.add(id(operation))
+        if isinstance(operation, Masked):
+            found.add(id(operation))
+        elif isinstance(operation, keras.Model) and getattr(operation, "outputs", None):
+            stack.extend(operation.outputs)  # A nested model: through its own graph.
+        elif not is_prunable(operation):
+            nodes = getattr(operation, "_inbound_nodes", [])
+            if node_index < len(nodes):
+                stack.extend(nodes[node_index].input_tensors)
+    return found
