@@ -457,6 +457,39 @@ class PerLayer(Allocation):
         return {"sparsities": dict(self.sparsities)}
 
 
+@keras.saving.register_keras_serializable(package="keras_anneal")
+class Tolerance(Allocation):
+    """Kept counts proportional to `n_l (1 - t_l)`: `t_l` a layer's tolerated sparsity.
+
+    Built by `keras_anneal.SensitivityScan.allocation`; layers the scan did not cover
+    count as tolerating the overall target.
+
+    Args:
+        tolerated: dict from layer name to a sparsity in [0, 1).
+
+    Example:
+
+    >>> w = [np.ones((10, 10)), np.ones((10, 10))]
+    >>> alloc = Tolerance({"fragile": 0.0, "robust": 0.9})  # 91:9, but 10 units.
+    >>> [int(m.sum()) for m in alloc.masks(w, [np.ones_like(x) for x in w], 0.5,
+    ...                                    layers=["fragile", "robust"])]
+    [90, 10]
+    """
+
+    def __init__(self, tolerated):
+        self.tolerated = {
+            str(name): _validation.check_sparsity(f"tolerated['{name}']", value)
+            for name, value in dict(tolerated).items()
+        }
+
+    def pruned_counts(self, tensors, n_pruned, sparsity, final_sparsity):
+        shares = [t.size * (1.0 - self.tolerated.get(t.layer, sparsity)) for t in tensors]
+        return distribute(n_pruned, tensors, shares)
+
+    def get_config(self):
+        return {"tolerated": dict(self.tolerated)}
+
+
 def _fit_pinned(pinned, tensors, n_pruned, adjustable):
     """Moves pinned counts (within their bounds) so the free tensors can make the rest.
 
