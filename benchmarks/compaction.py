@@ -71,12 +71,13 @@ def _size(shape):
     return size
 
 
-def forward_calls(model, x):
+def forward_calls(model, x, xla=False):
     """Zero-argument calls of one forward pass on `x`, by how they are made.
 
     `"predict"`: `predict_on_batch`. `"compiled"`: the forward pass without
     its per-call bookkeeping: a `tf.function` (TensorFlow), a `jax.jit` of
     `stateless_call` (JAX), an eager call under `torch.no_grad` (PyTorch).
+    `"xla"` (TensorFlow, with `xla=True`): a `tf.function(jit_compile=True)`.
     """
     import keras
 
@@ -88,6 +89,9 @@ def forward_calls(model, x):
         forward = tf.function(lambda batch: model(batch, training=False))
         tensor = tf.constant(x)
         calls["compiled"] = lambda: forward(tensor).numpy()
+        if xla:  # The same, fused by XLA (Keras' jit_compile; off by default on CPU).
+            fused = tf.function(lambda batch: model(batch, training=False), jit_compile=True)
+            calls["xla"] = lambda: fused(tensor).numpy()
     elif backend == "jax":
         import jax
 
@@ -175,6 +179,8 @@ def main(argv=None):
     parser.add_argument("--train", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--calls", type=int, default=50)
+    parser.add_argument("--xla", action="store_true",
+                        help="TensorFlow: also time the forward pass compiled by XLA")
     parser.add_argument("--name", default="compaction")
     parser.add_argument("--output-dir", default=os.path.join(HERE, "results"))
     args = parser.parse_args(argv)
@@ -210,7 +216,7 @@ def main(argv=None):
             for kind, candidate in variants.items():
                 exports[kind] = export_litert(candidate, tempfile.mkdtemp())
                 for batch in (1, 128):
-                    timed = forward_calls(candidate, x_test[:batch])
+                    timed = forward_calls(candidate, x_test[:batch], xla=args.xla)
                     if exports[kind]:
                         timed["litert"] = litert_call(exports[kind], x_test[:batch])
                     calls.update({(kind, how, batch): call for how, call in timed.items()})
@@ -226,7 +232,8 @@ def main(argv=None):
                 }
                 for (of, how, batch), seconds in medians.items():
                     if of == kind:
-                        prefix = {"predict": "", "compiled": "compiled_", "litert": "litert_"}[how]
+                        prefix = {"predict": "", "compiled": "compiled_", "litert": "litert_",
+                                  "xla": "xla_"}[how]
                         row[f"{prefix}latency_batch_{batch}"] = seconds
                 if exports[kind]:
                     row["litert_bytes"] = os.path.getsize(exports[kind])
@@ -241,6 +248,7 @@ def write_table(results, path):
     dense = {r["network"]: r for r in rows if r["model"] == "dense"}
     masked = {(r["network"], r["unit_sparsity"]): r for r in rows if r["model"] == "masked"}
     litert = any("litert_latency_batch_1" in r for r in rows)
+    xla = any("xla_latency_batch_1" in r for r in rows)
     lines = [
         f"Backend {results['backend']}; latencies are medians of {results['settings']['calls']} "
         "calls of `predict_on_batch`" + (" and of the LiteRT interpreter" if litert else "")
@@ -251,9 +259,10 @@ def write_table(results, path):
         "batch 128 (ms) | × faster (1) | × faster (128) | compiled batch 1 / 128 (ms) | "
         "× faster compiled (1 / 128) | test acc (%) |"
         + (" LiteRT batch 1 (ms) | LiteRT batch 128 (ms) | × faster LiteRT (1 / 128) |"
-           if litert else ""),
+           if litert else "")
+        + (" XLA batch 1 / 128 (ms) | × faster XLA (1 / 128) |" if xla else ""),
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-        + ("---:|---:|---:|" if litert else ""),
+        + ("---:|---:|---:|" if litert else "") + ("---:|---:|" if xla else ""),
     ]
     for r in rows:
         base = masked.get((r["network"], r["unit_sparsity"]), dense[r["network"]])
@@ -268,6 +277,8 @@ def write_table(results, path):
         )
         if litert:
             line += _litert_cells(base, r)
+        if xla:
+            line += " " + _compiled_cells(base, r, prefix="xla_").rstrip()
         lines.append(line)
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -285,9 +296,9 @@ def _litert_cells(base, row):
     return f" {1000 * row[keys[0]]:.3f} | {1000 * row[keys[1]]:.3f} | {speedup} |"
 
 
-def _compiled_cells(base, row):
-    """The compiled-call columns (empty for results written before they existed)."""
-    keys = ("compiled_latency_batch_1", "compiled_latency_batch_128")
+def _compiled_cells(base, row, prefix="compiled_"):
+    """The compiled-call (or XLA) columns (empty for results written before they existed)."""
+    keys = (f"{prefix}latency_batch_1", f"{prefix}latency_batch_128")
     if not all(key in row and key in base for key in keys):
         return " | | "
     return (f"{1000 * row[keys[0]]:.3f} / {1000 * row[keys[1]]:.2f} | "
