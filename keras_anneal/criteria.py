@@ -264,8 +264,17 @@ def get(identifier):
         criterion = keras.saving.deserialize_keras_object(identifier)
         if isinstance(criterion, PruningCriterion):
             return criterion
-    raise ValueError(
+    expected = (
         "Argument `criterion` must be a `keras_anneal.criteria.PruningCriterion`, "
         f"one of {sorted(_BY_NAME)}, or its serialized config. "
-        f"Received: criterion={identifier!r}"
+    )
+    if isinstance(identifier, (str, dict)):  # The right type, an unknown value.
+        raise ValueError(expected + f"Received: criterion={identifier!r}")
+    hint = (
+        " (a number: the sparsity? Pass it by name, e.g. `prune(model, sparsity=0.5)`)"
+        if isinstance(identifier, (int, float)) and not isinstance(identifier, bool) else ""
+    )
+    raise TypeError(
+        expected + f"Received: criterion={identifier!r} of type "
+        f"{type(identifier).__name__}{hint}"
     )

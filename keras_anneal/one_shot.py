@@ -61,7 +61,9 @@ def prune(
         The `SparsityReport` of the pruned model.
 
     Raises:
-        TypeError: if `model` is not a Keras model.
+        TypeError: if `model` is not a Keras model, or `criterion` is neither
+            a criterion, its name nor its config (e.g. a sparsity passed in
+            its place: pass `sparsity=` by name).
         ValueError: on a bad `criterion`, `sparsity`, `allocation` or `scope`, a model with
             no `Masked` layer, non-finite weights, missing `data` for a
             criterion that needs it, or a layer it cannot handle.
