@@ -526,8 +526,12 @@ class SparsityReport:
 def sparsity_report(model):
     """Pruned weights per `Masked` layer and overall.
 
+    A model without `Masked` layers (one that `strip` or `compact` returned)
+    is read from its weights: the exact zeros among those `prune_model`
+    would mask, per layer.
+
     Args:
-        model: a `keras.Model` holding `Masked` layers, at any depth.
+        model: a `keras.Model`, holding `Masked` layers at any depth or none.
 
     Returns:
         A `SparsityReport`; `print` it for a table, or use `.sparsity`,
@@ -538,9 +542,20 @@ def sparsity_report(model):
     >>> model = prune_model(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))
     >>> sparsity_report(model).sparsity
     0.0
+    >>> model.layers[0].set_masks([np.array([[1, 0]] * 4)])
+    >>> sparsity_report(model).sparsity, sparsity_report(strip(model)).sparsity
+    (0.5, 0.5)
     """
-    rows = [
-        LayerSparsity(layer.name, *masking.count_pruned(layer.get_masks()))
-        for layer in masked_layers(model)
-    ]
+    masked = masked_layers(model)
+    if masked:
+        rows = [LayerSparsity(layer.name, *masking.count_pruned(layer.get_masks()))
+                for layer in masked]
+    else:
+        plain = list(_cloned_layers(model)) if _is_graph_model(model) else [model]
+        rows = []
+        for layer in plain:
+            weights = [keras.ops.convert_to_numpy(v) for _, v in prunable_variables(layer)]
+            if weights:
+                rows.append(LayerSparsity(layer.name, *masking.count_pruned(
+                    [w != 0 for w in weights])))
     return SparsityReport(tuple(rows))

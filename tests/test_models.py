@@ -209,3 +209,16 @@ def test_unbuilt_subclassed_and_non_models_are_rejected():
         keras_anneal.prune_model("model")
     with pytest.raises(TypeError, match="must be a `keras.Model`"):
         keras_anneal.sparsity_report([1, 2])
+
+
+def test_a_model_without_masks_is_reported_from_its_zeros():
+    pruned = keras_anneal.prune_model(small_cnn())
+    conv, dense, head = keras_anneal.masked_layers(pruned)
+    head_mask = np.ones(head.prunable_weights[0].shape)
+    head_mask[:2] = 0  # 6 of 24 pruned
+    head.set_masks([head_mask])
+    stripped = keras_anneal.sparsity_report(keras_anneal.strip(pruned))
+    assert [(r.name, r.pruned, r.total) for r in stripped.layers] == [
+        ("conv", 0, 36), ("dense", 0, 288), ("head", 6, 24)]
+    assert stripped.sparsity == keras_anneal.sparsity_report(pruned).sparsity
+    assert keras_anneal.sparsity_report(small_cnn()).pruned == 0  # Dense: no exact zero.
