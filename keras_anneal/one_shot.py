@@ -40,7 +40,9 @@ def prune(
         sparsity: target sparsity in [0, 1). Defaults to 0.5.
         allocation: `"uniform"`, `"global"`, `"erk"`, `"lamp"`, a dict from
             layer name to sparsity (or None), a callable, or an
-            `Allocation`; see `AnnealedPruning`. Defaults to `"uniform"`.
+            `Allocation`; see `AnnealedPruning`. Defaults to `"uniform"`,
+            the one the layer-by-layer criteria (`"obs"`, `"n2ps"`) take;
+            `AnnealedPruning`'s default, `"lamp"`, suits `"magnitude"`.
         data: calibration inputs (a validation split, not the test set), for
             criteria that need them (`"obs"`: L-OBS; `"n2ps"`: whole hidden
             units by significance, `sparsity` then a fraction of units).
