@@ -13,7 +13,7 @@ the cost of the mask updates.
     python benchmarks/overhead.py                      # all three backends
     python benchmarks/overhead.py --backends tensorflow --rounds 15
 
-Writes benchmarks/results/overhead.json.
+Writes benchmarks/results/<name>.json (overhead.json by default).
 """
 
 import argparse
@@ -79,6 +79,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=10, help="timed epochs per variant")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--data", default=None, help="local mnist.npz; downloads if omitted")
+    parser.add_argument("--name", default="overhead", help="results file name")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -101,7 +102,7 @@ def main():
         print(f"{backend:>10}: plain {medians['plain'] * 1e3:7.1f} ms/step, "
               f"masked+callback {medians['masked'] * 1e3:7.1f} ms/step, ratio {result['ratio']:.3f} "
               f"(masking only: {result['masking_only_ratio']:.3f})")
-    path = write_results("overhead", {
+    path = write_results(args.name, {
         "steps_per_epoch": STEPS_PER_EPOCH, "batch_size": args.batch_size,
         "rounds": args.rounds, "results": results,
     })

@@ -143,6 +143,24 @@ def test_updates_happen_every_frequency_optimizer_steps():
     assert schedule.steps == [0, 0, 5, 10, 15, 20]
 
 
+def test_with_steps_per_execution_an_update_lands_at_the_next_boundary():
+    if keras.backend.backend() == "torch":
+        pytest.skip("Keras' PyTorch trainer runs one step per execution")
+    schedule = StepRecordingSchedule()
+    model = keras_anneal.prune_model(small_mlp())
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", steps_per_execution=2)
+    x, y = regression_data()  # 64 samples, batch 8: 8 steps an epoch, callbacks at every 2nd.
+    recorder = MaskRecorder()
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0,
+              callbacks=[AnnealedPruning(schedule, frequency=5), recorder])
+    # Due at steps 0, 5, 10, 15 and 20; the callbacks run at steps 0, 2, 4, ..., 22.
+    assert schedule.steps == [0, 0, 5, 10, 15, 20]
+    sparsity = [masking_sparsity(masks) for masks in recorder.snapshots]
+    changed_at = [2 * i for i in range(1, len(sparsity)) if sparsity[i] != sparsity[i - 1]]
+    assert changed_at == [6, 10, 16, 20]  # The first boundary at or after each due step.
+    assert sparsity[-1] == pytest.approx(0.20, abs=0.01)
+
+
 def test_constant_sparsity_applies_before_the_first_step():
     model = pruned_mlp()
     x, y = regression_data()

@@ -385,3 +385,24 @@ def test_a_metric_that_is_not_a_mean_warns_when_scored_batch_by_batch():
         search.simulated_annealing(model, x, y > 0, iterations=2, seed=0, verbose=0)
         model.compile(loss="mse", metrics=["mae"])
         search.simulated_annealing(model, x, y, iterations=2, batch_size=32, seed=0, verbose=0)
+
+
+@pytest.mark.parametrize("run", [
+    lambda m, x, y: search.simulated_annealing(m, x, y, iterations=20, seed=0, verbose=0),
+    lambda m, x, y: search.fixed_budget_annealing(m, x, y, budget=10, iterations=20, seed=0, verbose=0),
+])
+def test_candidates_with_a_nan_loss_are_rejected_and_counted(run, monkeypatch):
+    model = trained_model()
+    hidden = keras_anneal.masked_layers(model)[0]
+    scores = search.base.Scorer._score
+
+    def nan_without_the_first_input(target, batches):
+        """The loss is NaN for any masks that prune a weight of the first input."""
+        logs = scores(target, batches)
+        return {**logs, "loss": math.nan} if not hidden.get_masks()[0][0].all() else logs
+
+    monkeypatch.setattr(search.base.Scorer, "_score", staticmethod(nan_without_the_first_input))
+    with pytest.warns(RuntimeWarning, match=r"candidate masks gave a NaN or infinite loss"):
+        result = run(model, *calibration())
+    assert hidden.get_masks()[0][0].all()  # No candidate with a NaN loss was kept.
+    assert math.isfinite(result.loss) and keras_anneal.sparsity_report(model).pruned > 0
