@@ -433,3 +433,17 @@ def test_a_metric_that_goes_down_is_read_as_one_by_the_scan_and_the_budget():
     assert pruning.budget.mode == "max"  # From the name alone, before fit...
     model.fit(x, y, epochs=1, verbose=0, validation_data=(x, y), callbacks=[pruning])
     assert pruning.budget.mode == "min"  # ...and from the metric once it has run.
+
+
+@pytest.mark.parametrize("choice", ["uniform", "global", "lamp"])
+def test_the_guard_keeps_each_units_best_scoring_weight(choice):
+    model = keras_anneal.prune_model(
+        keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")]))
+    kernel = np.array([[9.0, 0.1, -0.3],   # The three largest |w| all feed unit 0...
+                       [8.0, -0.4, 0.2],
+                       [7.0, 0.3, 0.1],
+                       [0.5, 0.2, -0.05]], "float32")
+    model.layers[0].layer.kernel.assign(kernel)
+    keras_anneal.prune(model, sparsity=0.75, allocation=choice)  # 9 of 12: one weight a unit.
+    (mask,) = model.layers[0].get_masks()
+    np.testing.assert_array_equal(np.argwhere(mask), [[0, 0], [0, 2], [1, 1]])  # ...each keeps its best.

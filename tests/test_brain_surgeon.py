@@ -28,6 +28,17 @@ def test_obs_prunes_exactly_and_compensation_beats_plain_removal(sparsity, refre
     assert compensated < plain
 
 
+def test_surviving_weights_are_the_least_squares_reconstruction():
+    x, w, b = layer_data(1)
+    mask, new_w, new_b = brain_surgeon.prune_dense(w, b, np.ones_like(w), x, 0.6, damping=1e-10)
+    x1 = np.concatenate([x, np.ones((len(x), 1))], axis=1).astype(np.float64)
+    original = x @ w + b  # Each unit's output before pruning.
+    for j in range(w.shape[1]):
+        kept = np.append(np.flatnonzero(mask[:, j]), x.shape[1])  # Its kept inputs and the bias.
+        best, *_ = np.linalg.lstsq(x1[:, kept], original[:, j], rcond=None)
+        np.testing.assert_allclose(np.append(new_w[:, j], new_b[j])[kept], best, rtol=1e-3, atol=1e-4)
+
+
 def test_already_pruned_weights_stay_pruned():
     x, w, b = layer_data(2)
     start = np.ones_like(w)

@@ -141,10 +141,12 @@ def test_config_round_trip():
     assert [(m.name, tuple(m.shape)) for m in restored.masks] == [("kernel_mask", (3, 3, 2, 5))]
 
 
-def test_lora_layers_are_rejected():
+@pytest.mark.parametrize("adapt", [lambda d: d.enable_lora(2), lambda d: d.quantize("int8")],
+                         ids=["lora", "int8"])
+def test_lora_and_quantized_layers_are_rejected(adapt):
     dense = L.Dense(4)
     dense.build((None, 3))
-    dense.enable_lora(2)
+    adapt(dense)
     with pytest.raises(ValueError, match="LoRA or quantization"):
         Masked(dense)
 
