@@ -161,6 +161,9 @@ def run_keras_variant(config, seed, epochs, data, subset, frequency=50, split="t
                         validation_data=(x_test, y_test), callbacks=callbacks + [timer], verbose=0)
     report = keras_anneal.sparsity_report(model)
     record = epoch_record(history.history, timer.times, report.to_dict())
+    # The callback's default allocation changed (uniform, then LAMP): say which ran.
+    pruning = [c for c in callbacks if isinstance(c, keras_anneal.AnnealedPruning)]
+    record["allocation"] = type(pruning[0].allocation).__name__ if pruning else None
     _, record["final_train_accuracy"] = model.evaluate(
         x_train, y_train, batch_size=1024, verbose=0
     )

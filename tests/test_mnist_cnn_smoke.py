@@ -102,6 +102,7 @@ def test_reported_sparsity_matches_the_masks(mnist_file):
     masks = keras_anneal.sparsity_report(model)
     assert masks.sparsity == pytest.approx(0.9, abs=1e-3)
     assert record["final_sparsity"] == masks.to_dict()
+    assert record["allocation"] == "LAMP"  # The callback's default, recorded.
     assert record["epochs"][-1]["sparsity"] == pytest.approx(masks.sparsity)
 
 
