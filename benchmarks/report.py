@@ -43,6 +43,12 @@ def summarize(results):
             "test_accuracy_mean": statistics.mean(accuracies),
             "test_accuracy_std": statistics.stdev(accuracies) if len(runs) > 1 else 0.0,
             "sparsity": statistics.mean(run["final_sparsity"]["sparsity"] for run in runs),
+            # Per pruned layer, in model order: how the allocation split the count.
+            "layer_sparsities": [
+                statistics.mean(values) for values in zip(*(
+                    [layer["sparsity"] for layer in run["final_sparsity"]["layers"].values()]
+                    for run in runs))
+            ] if all(run["final_sparsity"].get("layers") for run in runs) else None,
             "median_epoch_seconds": epoch_time,
             "epoch_time_ratio": epoch_time / reference_time if reference_time else None,
         })
@@ -52,8 +58,8 @@ def summarize(results):
 def markdown(rows, scored_on="test"):
     lines = [
         f"| variant | seeds | {scored_on} accuracy (%) | train accuracy (%) | train − {scored_on} (points) "
-        "| dense sparsity | median epoch (s) | × Dropout |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| dense sparsity | per layer (%) | median epoch (s) | × Dropout |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         ratio = f"{row['epoch_time_ratio']:.3f}" if row["epoch_time_ratio"] else "–"
@@ -62,9 +68,12 @@ def markdown(rows, scored_on="test"):
                    if 0 < row["train_seeds"] < row["seeds"] else "")
         train = f"{100 * row['train_accuracy_mean']:.2f}{partial}" if row["train_seeds"] else "–"
         gap = f"{100 * row['gap']:.2f}{partial}" if row["train_seeds"] else "–"
+        layers = (" / ".join(f"{100 * value:.1f}" for value in row["layer_sparsities"])
+                  if row["layer_sparsities"] else "–")
         lines.append(
             f"| {row['variant']} | {row['seeds']} | {100 * row['test_accuracy_mean']:.2f}{spread} "
-            f"| {train} | {gap} | {row['sparsity']:.1%} | {row['median_epoch_seconds']:.1f} | {ratio} |"
+            f"| {train} | {gap} | {row['sparsity']:.1%} | {layers} "
+            f"| {row['median_epoch_seconds']:.1f} | {ratio} |"
         )
     return "\n".join(lines) + "\n"
 
