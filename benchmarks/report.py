@@ -14,10 +14,13 @@ import statistics
 
 
 def summarize(results):
-    """One row per variant, in the order the variants first appear."""
-    by_variant = {}
+    """One row per variant: Dropout, the reference, first; the others in the
+    order they first appear."""
+    by_variant = {"dropout": []}
     for run in results["runs"]:
         by_variant.setdefault(run["variant"], []).append(run)
+    if not by_variant["dropout"]:
+        del by_variant["dropout"]
     reference = by_variant.get("dropout")
     reference_time = (
         statistics.median(e["seconds"] for run in reference for e in run["epochs"]) if reference else None
