@@ -340,7 +340,7 @@ def lamp_scores(weight, mask=None):
     squares = np.square(np.asarray(weight, dtype=np.float64)).ravel()
     if mask is not None:
         squares = squares * (np.asarray(mask).ravel() != 0)
-    order = np.argsort(squares, kind="stable")
+    order = _ascending_order(squares)
     sorted_squares = squares[order]
     suffix = np.cumsum(sorted_squares[::-1])[::-1]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -348,6 +348,21 @@ def lamp_scores(weight, mask=None):
     scores = np.empty_like(squares)
     scores[order] = sorted_scores
     return scores.reshape(np.shape(weight))
+
+
+def _ascending_order(values):
+    """`np.argsort(values, kind="stable")` of a flat array, about twice as fast.
+
+    A plain (unstable) sort, then each run of equal values put in index
+    order by one sort of the integer keys `run * n + index`: NumPy's stable
+    sort of floats is the slow part of a LAMP update on large tensors.
+    """
+    n = values.size
+    order = np.argsort(values)
+    ordered = values[order]
+    run = np.zeros(n, dtype=np.int64)
+    np.cumsum(ordered[1:] != ordered[:-1], out=run[1:])
+    return np.sort(run * n + order) % n
 
 
 @keras.saving.register_keras_serializable(package="keras_anneal")

@@ -447,3 +447,17 @@ def test_the_guard_keeps_each_units_best_scoring_weight(choice):
     keras_anneal.prune(model, sparsity=0.75, allocation=choice)  # 9 of 12: one weight a unit.
     (mask,) = model.layers[0].get_masks()
     np.testing.assert_array_equal(np.argwhere(mask), [[0, 0], [0, 2], [1, 1]])  # ...each keeps its best.
+
+
+def test_lamp_orders_ties_by_position_as_a_stable_sort_does():
+    rng = np.random.default_rng(0)
+    values = rng.integers(0, 5, size=2000).astype("float64")  # Many ties, zeros included.
+    np.testing.assert_array_equal(allocation._ascending_order(values),
+                                  np.argsort(values, kind="stable"))
+    weights = rng.choice([-2.0, -1.0, 0.0, 1.0, 3.0], size=(40, 25))
+    squares = np.square(weights).ravel()
+    order = np.argsort(squares, kind="stable")  # The formula with ties by position.
+    suffix = np.cumsum(squares[order][::-1])[::-1]
+    expected = np.empty_like(squares)
+    expected[order] = np.where(suffix > 0, squares[order] / np.where(suffix > 0, suffix, 1), 0.0)
+    np.testing.assert_allclose(allocation.lamp_scores(weights).ravel(), expected, rtol=1e-12)
