@@ -84,6 +84,10 @@ def variants():
         table[f"recommended-dropconnect{rate}-s0.9"] = {**recommended, "drop_connect": rate}
     # The same noise on FSA's plan (mu = 10), the best pruning-only plan on validation.
     table["fsa-dropconnect0.5-s0.9"] = {**fsa, "drop_connect": 0.5}
+    # The chosen variant with each layer pruned alike (the allocation of the
+    # runs made before LAMP became the default).
+    table["recommended-dropconnect0.5-uniform-s0.9"] = {
+        **recommended, "drop_connect": 0.5, "allocation": "uniform"}
     table["fsa-set-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3}}
     table["fsa-rigl-s0.9"] = {**fsa, "regrowth": {"fraction": 0.3, "grow": "gradient"}}
     # Dropout kept, its rate scaled to the connections left (Han et al. 2015):

@@ -83,12 +83,13 @@ def make_schedule(name="fsa", final_sparsity=0.9, mu=None):
 
 def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, frequency=50,
             criterion="magnitude", temporary=None, regrowth=None, regrowth_data=None,
-            drop_connect=0.0):
+            drop_connect=0.0, allocation="lamp"):
     """The model to train and the callbacks it needs, for one regularizer.
 
     `drop_connect` is the DropConnect rate of the pruned Dense layers
-    (`prune_model(drop_connect=...)`: at each training step that fraction of
-    their kept weights is left out). `criterion`, `temporary`, `regrowth` and `regrowth_data` are passed to
+    (`prune_model(drop_connect=...)`: at each training step that fraction
+    of their kept weights is left out). `criterion`, `allocation`,
+    `temporary`, `regrowth` and `regrowth_data` are passed to
     `AnnealedPruning` (`temporary` and `regrowth` as dicts of
     `TemporaryRemoval` and `Regrowth` arguments; `regrowth_data`, the
     training data, for `Regrowth(grow="gradient")`).
@@ -106,6 +107,7 @@ def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, f
         make_schedule(schedule, final_sparsity, mu),
         frequency,
         criterion=criterion,
+        allocation=allocation,
         temporary=keras_anneal.TemporaryRemoval(**temporary) if temporary else None,
         regrowth=keras_anneal.Regrowth(**regrowth) if regrowth else None,
         regrowth_data=regrowth_data,

@@ -36,6 +36,8 @@ def test_drop_connect_reaches_the_two_pruned_dense_layers():
     assert rates == [0.3, 0.3]
     variant = dropout_vs_anneal.variants()["recommended-dropconnect0.3-s0.9"]
     assert variant["drop_connect"] == 0.3 and variant["schedule"] == "recommended"
+    _, callbacks = mnist_cnn.prepare(**dropout_vs_anneal.variants()["recommended-dropconnect0.5-uniform-s0.9"])
+    assert type(callbacks[0].allocation).__name__ == "Uniform"
 
 
 def test_example_runs_end_to_end(mnist_file):
