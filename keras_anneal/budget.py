@@ -77,6 +77,14 @@ class BudgetStop:
         sparsity: the overall sparsity held for the rest of `fit`.
         monitor, value, reference, max_drop: the metric, its value at
             `epoch`, the value the drop is measured from, and the budget.
+
+    Example:
+
+    >>> print(BudgetStop(epoch=4, restored_epoch=3, sparsity=0.72, monitor="val_accuracy",
+    ...                  value=0.95, reference=0.97, max_drop=0.01))  # doctest: +NORMALIZE_WHITESPACE
+    val_accuracy = 0.9500 is 0.0200 from the reference 0.9700, beyond the budget of
+    0.01: the masks of epoch 4 are back and the sparsity is held at 0.7200 for the
+    rest of training.
     """
 
     epoch: int

@@ -31,6 +31,13 @@ class SensitivityScan:
         baseline: the metric with the masks the model had.
         sparsities: the sparsities scanned.
         results: dict from layer name to the metric at each sparsity.
+
+    Example:
+
+    >>> scan = SensitivityScan("accuracy", "max", 0.98, [0.5, 0.9],
+    ...                        {"masked_conv": [0.97, 0.80], "masked_dense": [0.98, 0.975]})
+    >>> scan.tolerated(max_drop=0.01)  # The highest sparsity each layer takes.
+    {'masked_conv': 0.0, 'masked_dense': 0.9}
     """
 
     metric: str
