@@ -1,7 +1,5 @@
 """Which way a logged metric improves, the way Keras' own monitor callbacks tell."""
 
-from keras_anneal import _validation
-
 
 def metric_direction(model, name):
     """`"max"` or `"min"`: which way the metric `name` of `model` improves.
@@ -24,12 +22,6 @@ def metric_direction(model, name):
 def direction_from_name(name):
     """`"min"` for a name with "loss" or "error" in it, else `"max"`."""
     return "min" if "loss" in name or "error" in name else "max"
-
-
-def resolve_mode(mode, model, name):
-    """`mode` checked, and `"auto"` replaced by `metric_direction(model, name)`."""
-    mode = _validation.check_choice("mode", mode, ("auto", "min", "max"))
-    return metric_direction(model, name) if mode == "auto" else mode
 
 
 def compiled_metrics(model):

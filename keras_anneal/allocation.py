@@ -30,6 +30,18 @@ Example:
 ...                          weights=weights)
 >>> [int(m.size - m.sum()) for m in masks]  # 20 of 40 pruned, mostly the big one.
 [19, 1]
+
+The four named allocations on one pair of tensors, 55 of their 110 weights
+pruned (the small tensor's weights are all smaller than the big one's):
+
+>>> w = [np.arange(1.0, 101.0).reshape(10, 10), 0.1 * np.arange(1.0, 11.0).reshape(10, 1)]
+>>> for allocation in (Uniform(), Global(), ERK(), LAMP()):  # Weights kept per tensor.
+...     masks = allocation.masks(w, [np.ones_like(x) for x in w], 0.5, layers=["big", "small"])
+...     print(type(allocation).__name__, [int(m.sum()) for m in masks])
+Uniform [50, 5]
+Global [54, 1]
+ERK [45, 10]
+LAMP [46, 9]
 """
 
 import dataclasses
@@ -291,14 +303,6 @@ class Uniform(Allocation):
     Kept counts proportional to tensor sizes, rounded by largest remainder
     so the overall count is exact: each tensor loses `floor(s * n)` or one
     more.
-
-    Example (55 of 110 weights pruned; the small tensor's are all smaller):
-
-    >>> w = [np.arange(1.0, 101.0).reshape(10, 10), 0.1 * np.arange(1.0, 11.0).reshape(10, 1)]
-    >>> kept = lambda a: [int(m.sum()) for m in a.masks(w, [np.ones_like(x) for x in w], 0.5,
-    ...                                                   layers=["big", "small"])]
-    >>> kept(Uniform())
-    [50, 5]
     """
 
     def pruned_counts(self, tensors, n_pruned, sparsity, final_sparsity):
@@ -312,14 +316,6 @@ class Global(Allocation):
     Simple and often better than uniform (Blalock et al. 2020), but a layer
     whose scores are small as a whole can lose almost everything; the unit
     guard keeps it connected.
-
-    Example (the same tensors as `Uniform`'s; the guard keeps one weight):
-
-    >>> w = [np.arange(1.0, 101.0).reshape(10, 10), 0.1 * np.arange(1.0, 11.0).reshape(10, 1)]
-    >>> kept = lambda a: [int(m.sum()) for m in a.masks(w, [np.ones_like(x) for x in w], 0.5,
-    ...                                                   layers=["big", "small"])]
-    >>> kept(Global())
-    [54, 1]
     """
 
     def pruned_counts(self, tensors, n_pruned, sparsity, final_sparsity):
@@ -334,14 +330,6 @@ class ERK(Allocation):
     count `k_i = lam * sum(shape_i)`, `lam` set so the total is exact,
     tensors that would be denser than 1 kept dense (and the rest rescaled).
     Small tensors, like a first convolution, stay dense or nearly.
-
-    Example (the same tensors as `Uniform`'s; the small one stays dense):
-
-    >>> w = [np.arange(1.0, 101.0).reshape(10, 10), 0.1 * np.arange(1.0, 11.0).reshape(10, 1)]
-    >>> kept = lambda a: [int(m.sum()) for m in a.masks(w, [np.ones_like(x) for x in w], 0.5,
-    ...                                                   layers=["big", "small"])]
-    >>> kept(ERK())
-    [45, 10]
     """
 
     def pruned_counts(self, tensors, n_pruned, sparsity, final_sparsity):
@@ -396,14 +384,6 @@ class LAMP(Allocation):
     Each tensor's LAMP scores (`lamp_scores`) of its kept weights are ranked
     across tensors to decide the counts; the criterion then chooses which
     weights within each tensor (with `"magnitude"`, exactly LAMP).
-
-    Example (the same tensors as `Uniform`'s):
-
-    >>> w = [np.arange(1.0, 101.0).reshape(10, 10), 0.1 * np.arange(1.0, 11.0).reshape(10, 1)]
-    >>> kept = lambda a: [int(m.sum()) for m in a.masks(w, [np.ones_like(x) for x in w], 0.5,
-    ...                                                   layers=["big", "small"])]
-    >>> kept(LAMP())
-    [46, 9]
     """
 
     def pruned_counts(self, tensors, n_pruned, sparsity, final_sparsity):
@@ -608,6 +588,24 @@ _BY_NAME = {
     "erk": ERK,
     "lamp": LAMP,
 }
+
+
+def resolve_scope(allocation, scope, default):
+    """The allocation to use when `scope`, its former name, may be given.
+
+    `scope` ("layer" or "global") replaces `allocation` when that is still
+    the caller's `default`; given together with another allocation, it is
+    an error.
+    """
+    if scope is None:
+        return allocation
+    _validation.check_choice("scope", scope, ("layer", "global"))
+    if not (isinstance(allocation, str) and allocation == default):
+        raise ValueError(
+            "Pass either `allocation` or its former name `scope`, not both. "
+            f"Received: allocation={allocation!r}, scope={scope!r}"
+        )
+    return scope
 
 
 def get(identifier):

@@ -172,14 +172,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         super().__init__()
         self.schedule = schedules_module.get(schedule)
         self.frequency = _validation.check_step("frequency", frequency, positive=True)
-        if scope is not None:
-            _validation.check_choice("scope", scope, ("layer", "global"))
-            if not (isinstance(allocation, str) and allocation == "lamp"):
-                raise ValueError(
-                    "Pass either `allocation` or its former name `scope`, not both. "
-                    f"Received: allocation={allocation!r}, scope={scope!r}"
-                )
-            allocation = scope
+        allocation = allocation_module.resolve_scope(allocation, scope, default="lamp")
         self.allocation = allocation_module.get(allocation)
         self.granularity, self._n_of_m = _check_granularity(granularity)
         self.keep_units_connected = _validation.check_bool("keep_units_connected", keep_units_connected)

@@ -79,15 +79,8 @@ def prune(
     """
     criterion = criteria.get(criterion)
     sparsity = _validation.check_sparsity("sparsity", sparsity)
-    if scope is not None:
-        _validation.check_choice("scope", scope, ("layer", "global"))
-        if not (isinstance(allocation, str) and allocation == "uniform"):
-            raise ValueError(
-                "Pass either `allocation` or its former name `scope`, not both. "
-                f"Received: allocation={allocation!r}, scope={scope!r}"
-            )
-        allocation = scope
-    allocation = allocation_module.get(allocation)
+    allocation = allocation_module.get(
+        allocation_module.resolve_scope(allocation, scope, default="uniform"))
     batch_size = _validation.check_step("batch_size", batch_size, positive=True)
     keep_units_connected = _validation.check_bool("keep_units_connected", keep_units_connected)
     layers = masked_layers(model)

@@ -17,7 +17,7 @@ from keras_anneal import _validation
 from keras_anneal import allocation as allocation_module
 from keras_anneal import criteria
 from keras_anneal._backend import sync_backend_state
-from keras_anneal._metrics import resolve_mode
+from keras_anneal._metrics import metric_direction
 from keras_anneal.models import masked_layers
 
 
@@ -152,7 +152,7 @@ def sensitivity_scan(
             f"Received: sparsities={sparsities!r}"
         )
     sparsities = [_validation.check_sparsity("sparsities", s) for s in sparsities]
-    _validation.check_choice("mode", mode, ("auto", "min", "max"))
+    mode = _validation.check_choice("mode", mode, ("auto", "min", "max"))
     batch_size = _validation.check_step("batch_size", batch_size, positive=True)
     keep_units_connected = _validation.check_bool("keep_units_connected", keep_units_connected)
     layers = masked_layers(model)
@@ -179,7 +179,8 @@ def sensitivity_scan(
             f"Argument `metric` must be one of {sorted(first)}, the names "
             f"`model.evaluate` returns. Received: metric={metric!r}"
         )
-    mode = resolve_mode(mode, model, metric)
+    if mode == "auto":
+        mode = metric_direction(model, metric)
     saved = {layer.name: layer.get_masks() for layer in layers}
     results = {}
     try:

@@ -259,6 +259,14 @@ def searched_layers(model, layers=None):
     return chosen
 
 
+def _check_compiled(model):
+    if not getattr(model, "compiled", False):
+        raise ValueError(
+            "Argument `model` must be compiled: the search scores masks with its "
+            "loss. Call `model.compile(loss=..., metrics=[...])` first."
+        )
+
+
 def search_units(model, layers=None):
     """The masks to search, in order: all of the model's, or those of `layers`."""
     chosen = searched_layers(model, layers)
@@ -379,11 +387,7 @@ class MaskSearch:
         """Raises on what `run` would refuse, without searching: a model not
         compiled, `layers` it does not hold, calibration data that is empty or
         inconsistent (a dataset or generator is left unread)."""
-        if not getattr(model, "compiled", False):
-            raise ValueError(
-                "Argument `model` must be compiled: the search scores masks with its "
-                "loss. Call `model.compile(loss=..., metrics=[...])` first."
-            )
+        _check_compiled(model)
         searched_layers(model, self.layers)
         if not _is_batch_iterable(x):
             calibration_batches(x, y, sample_weight, self.batch_size)
@@ -403,7 +407,7 @@ class MaskSearch:
         Returns:
             A `SearchResult`; the masks found are set on the model.
         """
-        self.check(model, x, y, sample_weight)
+        _check_compiled(model)  # The rest of `check` is done on the way, once.
         units = search_units(model, self.layers)
         self._check_units(units)
         batches = calibration_batches(x, y, sample_weight, self.batch_size)
