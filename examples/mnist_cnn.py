@@ -16,6 +16,7 @@ Add `--data path/to/mnist.npz` to read a local copy instead of downloading.
 """
 
 import argparse
+import math
 
 import keras
 
@@ -83,12 +84,16 @@ def make_schedule(name="fsa", final_sparsity=0.9, mu=None):
 
 def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, frequency=50,
             criterion="magnitude", temporary=None, regrowth=None, regrowth_data=None,
-            drop_connect=0.0, allocation="lamp"):
+            drop_connect=0.0, allocation="lamp", conv_drop_connect=0.0):
     """The model to train and the callbacks it needs, for one regularizer.
 
     `drop_connect` is the DropConnect rate of the pruned Dense layers
     (`prune_model(drop_connect=...)`: at each training step that fraction
-    of their kept weights is left out). `criterion`, `allocation`,
+    of their kept weights is left out). `conv_drop_connect > 0` also wraps
+    the second convolution, where Dropout(0.25) acted, for DropConnect at
+    that rate; it stays dense (`PerLayer({conv: None}, rest=allocation)`)
+    and the Dense layers still lose `final_sparsity` of their weights.
+    `criterion`, `allocation`,
     `temporary`, `regrowth` and `regrowth_data` are passed to
     `AnnealedPruning` (`temporary` and `regrowth` as dicts of
     `TemporaryRemoval` and `Regrowth` arguments; `regrowth_data`, the
@@ -102,9 +107,18 @@ def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, f
     # Annealing: prune the two Dense layers that the Dropout layers guarded
     # (with "hybrid", the Dropout layers stay, their rates scaled down as
     # the Dense layers lose connections, Han et al. 2015).
-    model = keras_anneal.prune_model(model, layers=[keras.layers.Dense], drop_connect=drop_connect)
+    selected, rates = [keras.layers.Dense], {keras.layers.Dense: drop_connect}
+    overall = final_sparsity
+    if conv_drop_connect:
+        conv = model.layers[1]  # Conv64, before the pooling and the first Dropout.
+        selected.append(conv.name)
+        rates[conv.name] = conv_drop_connect
+        allocation = keras_anneal.allocation.PerLayer({f"masked_{conv.name}": None}, rest=allocation)
+        dense = sum(math.prod(layer.kernel.shape) for layer in model.layers if isinstance(layer, keras.layers.Dense))
+        overall = final_sparsity * dense / (dense + math.prod(conv.kernel.shape))
+    model = keras_anneal.prune_model(model, layers=selected, drop_connect=rates)
     pruning = keras_anneal.AnnealedPruning(
-        make_schedule(schedule, final_sparsity, mu),
+        make_schedule(schedule, overall, mu),
         frequency,
         criterion=criterion,
         allocation=allocation,

@@ -13,8 +13,9 @@ Pure NumPy: nothing here touches Keras.
 - `LAMP` (`"lamp"`): layer-adaptive magnitude scores (Lee et al. 2021),
   `w_u^2 / sum_{v >= u} w_v^2` over one tensor's weights sorted by
   magnitude, ranked globally; no hyperparameter.
-- `PerLayer({name: sparsity or None})`: the sparsities of some layers fixed
-  (`None` keeps a layer dense), the other layers absorb the rest uniformly.
+- `PerLayer({name: sparsity or None}, rest="uniform")`: the sparsities of
+  some layers fixed (`None` keeps a layer dense), the other layers absorb
+  the rest by the allocation `rest`.
   A callable `f(sparsity, sizes) -> {name: sparsity}` is allowed too.
 
 Every allocation prunes exactly `floor(s * N)` of the `N` prunable weights
@@ -398,15 +399,18 @@ class LAMP(Allocation):
 
 @keras.saving.register_keras_serializable(package="keras_anneal")
 class PerLayer(Allocation):
-    """Some layers at their own sparsity; the others absorb the rest uniformly.
+    """Some layers at their own sparsity; the others share the rest by `rest`.
 
     A layer given sparsity `d` is pruned to `d * s / s_final` when the plan
     is at overall `s` (so it reaches `d` when the plan ends); `None` keeps
-    it dense. The layers not named share what is left so that the overall
-    count is exact.
+    it dense. The layers not named share what is left, so that the overall
+    count is exact, by the allocation `rest` (uniformly by default).
 
     Args:
         sparsities: dict from `Masked` layer name to a sparsity in [0, 1) or None.
+        rest: the allocation among the layers not named: a name
+            (`"uniform"`, `"global"`, `"erk"`, `"lamp"`) or an `Allocation`
+            other than a `PerLayer`. Defaults to `"uniform"`.
 
     Example:
 
@@ -415,9 +419,19 @@ class PerLayer(Allocation):
     >>> [int(m.sum()) for m in alloc.masks(w, [np.ones_like(x) for x in w], 0.25,
     ...                                    layers=["first", "second"])]
     [100, 50]
+
+    Gale et al. 2019's advice (the first layer dense) with LAMP for the others:
+
+    >>> w = [np.ones((3, 4)), np.arange(1.0, 41.0).reshape(8, 5), np.ones((5, 2))]
+    >>> for rest in ("uniform", "lamp"):  # Weights kept per layer.
+    ...     masks = PerLayer({"first": None}, rest=rest).masks(
+    ...         w, [np.ones_like(x) for x in w], 0.5, layers=["first", "second", "third"])
+    ...     print(rest, [int(m.sum()) for m in masks])
+    uniform [12, 15, 4]
+    lamp [12, 9, 10]
     """
 
-    def __init__(self, sparsities):
+    def __init__(self, sparsities, rest="uniform"):
         if not isinstance(sparsities, dict) or not sparsities:
             raise TypeError(
                 "Argument `allocation` must map layer names to sparsities (or None). "
@@ -429,6 +443,7 @@ class PerLayer(Allocation):
                 value = _validation.check_sparsity(f"allocation['{name}']", value)
             checked[str(name)] = value
         self.sparsities = checked
+        self.rest = _rest_allocation(rest)
 
     def check(self, layer_sizes, final_sparsity, capacities=None):
         capacities = capacities or layer_sizes
@@ -478,10 +493,27 @@ class PerLayer(Allocation):
             return distribute(n_pruned, tensors, kept, dense)
         named = [i for i in pinned if self.sparsities[tensors[i].layer] is not None]
         _fit_pinned(pinned, tensors, n_pruned, named)
-        return distribute(n_pruned, tensors, [t.size for t in tensors], pinned)
+        free = [index for index in range(len(tensors)) if index not in pinned]
+        shared = self.rest.pruned_counts(
+            [tensors[index] for index in free], n_pruned - sum(pinned.values()),
+            sparsity, final_sparsity,
+        )
+        counts = dict(pinned)
+        counts.update(zip(free, shared))
+        return [counts[index] for index in range(len(tensors))]
 
     def get_config(self):
-        return {"sparsities": dict(self.sparsities)}
+        config = {"sparsities": dict(self.sparsities)}
+        if self.rest != Uniform():  # Configs written before `rest` existed stay valid.
+            config["rest"] = keras.saving.serialize_keras_object(self.rest)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config.get("rest"), dict):
+            config["rest"] = keras.saving.deserialize_keras_object(config["rest"])
+        return cls(**config)
 
 
 @keras.saving.register_keras_serializable(package="keras_anneal")
@@ -515,6 +547,18 @@ class Tolerance(Allocation):
 
     def get_config(self):
         return {"tolerated": dict(self.tolerated)}
+
+
+def _rest_allocation(rest):
+    """`PerLayer`'s `rest`, checked: a named allocation or an `Allocation` object."""
+    if isinstance(rest, str) and rest in _BY_NAME:
+        return _BY_NAME[rest]()
+    if isinstance(rest, Allocation) and not isinstance(rest, (PerLayer, _FromCallable)):
+        return rest
+    raise ValueError(
+        f"Argument `rest` must be one of {sorted(set(_BY_NAME))} or an `Allocation` that "
+        f"does not itself name layers. Received: rest={rest!r}"
+    )
 
 
 def _fit_pinned(pinned, tensors, n_pruned, adjustable):

@@ -461,3 +461,29 @@ def test_lamp_orders_ties_by_position_as_a_stable_sort_does():
     expected = np.empty_like(squares)
     expected[order] = np.where(suffix > 0, squares[order] / np.where(suffix > 0, suffix, 1), 0.0)
     np.testing.assert_allclose(allocation.lamp_scores(weights).ravel(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("rest", ["global", "erk", "lamp"])
+def test_per_layer_rest_allocates_the_free_layers_as_that_allocation_would(rest):
+    rng = np.random.default_rng(0)
+    w = [rng.normal(size=(6, 4)), rng.normal(size=(30, 8)), rng.normal(size=(8, 3))]
+    ones = [np.ones_like(x) for x in w]
+    masks = allocation.PerLayer({"a": None}, rest=rest).masks(
+        w, ones, 0.6, weights=w, layers=["a", "b", "c"])
+    n_pruned = math.floor(0.6 * sum(x.size for x in w))
+    assert pruned_counts(masks)[0] == 0 and sum(pruned_counts(masks)) == n_pruned
+    # The two free layers alone, asked for the same count: the same masks.
+    alone = allocation.get(rest).masks(
+        w[1:], ones[1:], n_pruned / sum(x.size for x in w[1:]), weights=w[1:], layers=["b", "c"])
+    for got, expected in zip(masks[1:], alone):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_per_layer_rest_round_trips_and_is_checked():
+    original = allocation.PerLayer({"masked_out": None}, rest="lamp")
+    config = keras.saving.serialize_keras_object(original)
+    assert allocation.get(config) == original and original.rest == allocation.LAMP()
+    assert "rest" not in allocation.PerLayer({"masked_out": None}).get_config()
+    for bad in ("best", allocation.PerLayer({"a": None}), 3):
+        with pytest.raises(ValueError, match=r"`rest`.*'lamp'.*rest="):
+            allocation.PerLayer({"a": None}, rest=bad)

@@ -40,6 +40,20 @@ def test_drop_connect_reaches_the_two_pruned_dense_layers():
     assert type(callbacks[0].allocation).__name__ == "Uniform"
 
 
+def test_conv_drop_connect_wraps_the_second_convolution_and_keeps_it_dense():
+    model, callbacks = mnist_cnn.prepare(
+        **dropout_vs_anneal.variants()["recommended-dropconnect0.5-conv0.25-s0.9"])
+    masked = [layer for layer in model.layers if isinstance(layer, keras_anneal.Masked)]
+    assert [type(layer.layer).__name__ for layer in masked] == ["Conv2D", "Dense", "Dense"]
+    assert [layer.drop_connect for layer in masked] == [0.25, 0.5, 0.5]
+    allocation = callbacks[0].allocation
+    assert allocation.sparsities == {masked[0].name: None} and allocation.rest == keras_anneal.allocation.LAMP()
+    # The overall target counts the dense convolution: the Dense layers still lose 90%.
+    dense = 9216 * 128 + 128 * 10
+    overall = callbacks[0].schedule.final_sparsity
+    assert overall * (dense + 3 * 3 * 32 * 64) == pytest.approx(0.9 * dense)
+
+
 def test_example_runs_end_to_end(mnist_file):
     model = mnist_cnn.main(["--regularizer", "anneal", "--schedule", "fsa", "--epochs", "1",
                             "--subset", "1024", "--data", mnist_file, "--final-sparsity", "0.9",
