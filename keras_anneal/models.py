@@ -22,6 +22,13 @@ def masked_layers(model):
 
     Returns:
         The `Masked` layers, each once, in the order Keras tracks them.
+
+    Example:
+
+    >>> block = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="inner")])
+    >>> model = keras.Sequential([keras.Input((4,)), block, keras.layers.Dense(2, name="head")])
+    >>> [layer.name for layer in masked_layers(prune_model(model))]
+    ['masked_inner', 'masked_head']
     """
     if not isinstance(model, keras.layers.Layer):
         raise TypeError(
@@ -468,7 +475,13 @@ def strip(model, inplace=False):
 
 @dataclasses.dataclass(frozen=True)
 class LayerSparsity:
-    """Pruned and total prunable weights of one `Masked` layer."""
+    """Pruned and total prunable weights of one `Masked` layer.
+
+    Example:
+
+    >>> LayerSparsity("masked_dense", pruned=90, total=100).sparsity
+    0.9
+    """
 
     name: str
     pruned: int
@@ -481,7 +494,21 @@ class LayerSparsity:
 
 @dataclasses.dataclass(frozen=True)
 class SparsityReport:
-    """Per-layer and overall sparsity; the overall figure is weighted by weight count."""
+    """Per-layer and overall sparsity; the overall figure is weighted by weight count.
+
+    `sparsity_report(model)` builds one; `print` shows it as a table.
+
+    Example:
+
+    >>> report = SparsityReport((LayerSparsity("a", 90, 100), LayerSparsity("b", 0, 300)))
+    >>> report.sparsity, report.to_dict()["layers"]["a"]["sparsity"]
+    (0.225, 0.9)
+    >>> print(report)  # doctest: +NORMALIZE_WHITESPACE
+    layer        pruned       total  sparsity
+    a                90         100    90.00%
+    b                 0         300     0.00%
+    overall          90         400    22.50%
+    """
 
     layers: tuple
 

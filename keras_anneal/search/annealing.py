@@ -42,6 +42,16 @@ class SimulatedAnnealing(LayerwiseSearch):
         loss_cap: see above. Defaults to 0.04.
         **kwargs: `cost`, `layers`, `batch_size`, `fine_tune`, `seed`,
             `verbose`, see `keras_anneal.search.MaskSearch`.
+    Example:
+
+    >>> model = keras_anneal.prune_model(keras.Sequential(
+    ...     [keras.Input((8,)), keras.layers.Dense(16), keras.layers.Dense(1)]))
+    >>> model.compile(loss="mse")
+    >>> x, y = np.random.rand(64, 8), np.random.rand(64, 1)
+    >>> search = SimulatedAnnealing(iterations=20, loss_cap=0.04, seed=0, verbose=0)
+    >>> result = search.run(model, x, y)  # The masks found are set on the model.
+    >>> result.final.loss <= result.baseline.loss * 1.04 + 1e-6 and result.sparsity > 0
+    True
     """
 
     def __init__(self, iterations=200, initial_temperature=1.0, mutation_rate=0.15,
@@ -109,6 +119,16 @@ class FixedBudgetAnnealing(MaskSearch):
             `"random"`. Defaults to `"magnitude"`.
         **kwargs: `cost`, `layers`, `batch_size`, `fine_tune`, `seed`,
             `verbose`, see `keras_anneal.search.MaskSearch`.
+
+    Example:
+
+    >>> model = keras_anneal.prune_model(keras.Sequential(
+    ...     [keras.Input((8,)), keras.layers.Dense(16), keras.layers.Dense(1)]))
+    >>> model.compile(loss="mse")
+    >>> x, y = np.random.rand(64, 8), np.random.rand(64, 1)
+    >>> result = FixedBudgetAnnealing(0.25, iterations=30, seed=0, verbose=0).run(model, x, y)
+    >>> keras_anneal.sparsity_report(model).pruned  # A quarter of 8*16 + 16*1.
+    36
     """
 
     default_cost = staticmethod(costs.loss_energy)
