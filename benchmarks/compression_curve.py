@@ -223,7 +223,7 @@ def main(argv=None):
                 if fraction < 1.0:
                     criterion = {"lobs": "obs", "n2ps": "n2ps"}.get(method, "magnitude")
                     allocation = "global" if method == "magnitude-global" else "uniform"
-                    keras_anneal.prune(model, criterion, 1.0 - fraction, allocation,
+                    keras_anneal.prune(model, criterion, 1.0 - fraction, allocation=allocation,
                                        data=x_val if criterion != "magnitude" else None,
                                        keep_units_connected=False)
                 points.append(_point(model, fraction, test_accuracy))

@@ -16,6 +16,7 @@ def prune(
     model,
     criterion="magnitude",
     sparsity=0.5,
+    *,
     allocation="uniform",
     data=None,
     batch_size=256,
@@ -25,6 +26,9 @@ def prune(
     scope=None,
 ):
     """Prunes a model's `Masked` layers in one shot (or a few rounds), after training.
+
+    `prune(model, criterion, sparsity, *, allocation=..., data=..., ...)`:
+    the options after `sparsity` are keyword-only.
 
     Prunes exactly `floor(s * N)` of the `N` prunable weights, split among
     the weight tensors by the allocation (`keras_anneal.allocation`), keeping
