@@ -71,7 +71,9 @@ class AnnealedPruning(keras.callbacks.Callback):
             `"uniform"` (every tensor at `s`), `"global"` (criterion scores
             ranked across tensors), `"erk"`, `"lamp"`, a dict from layer
             name to its final sparsity (`None`: left dense) for the other
-            layers to absorb, a callable `f(sparsity, layer_sizes) -> dict`,
+            layers to absorb uniformly (`allocation.PerLayer(dict,
+            rest="lamp")` for another rule), a callable
+            `f(sparsity, layer_sizes) -> dict`,
             or a `keras_anneal.allocation.Allocation`. Defaults to `"lamp"`,
             chosen on validation accuracy over four networks
             (`benchmarks/allocation.py`).
