@@ -16,7 +16,8 @@ separable convnet) and seed, trains:
   `lamp-s0.9-linear-late-noise0.5` with half of the kept weights removed
   for one step at every step (noise injection), and
   `lamp-s0.9-linear-late-dropconnect<r>` with DropConnect at rate `r` on the
-  Dense layers' kept weights (`prune_model(drop_connect={Dense: r})`);
+  Dense layers' kept weights (`prune_model(drop_connect={Dense: r})`), and
+  `...-dropconnect0.3-conv0.1` with rate 0.1 on the convolutions as well;
 - `budget`: the published network, Dropout kept, trained as `published`,
   then fine-tuned as many epochs again with the callback and an accuracy
   budget of 0.1 point against its own validation score (`max_drop=0.001`,
@@ -117,6 +118,11 @@ def variants():
         table[f"lamp-s0.9-linear-late-dropconnect{rate}"] = {
             **table["lamp-s0.9-linear-late"], "drop_connect": rate,
         }
+    # The same on the Dense layers, and lighter DropConnect on the convolutions
+    # (which mnist_cnn's published network guards with Dropout(0.25)).
+    table["lamp-s0.9-linear-late-dropconnect0.3-conv0.1"] = {
+        **table["lamp-s0.9-linear-late-dropconnect0.3"], "conv_drop_connect": 0.1,
+    }
     # The callback's default allocation; the budget, not 0.95, sets the sparsity.
     table["budget"] = {"dropout": True, "sparsity": 0.95, "max_drop": 0.001, "fine_tune": True}
     table["budget-steps"] = {**table["budget"], "staircase": True}
@@ -204,8 +210,10 @@ def run(network, config, seed, data, args):
         options["reference"] = model.fit(**fit).history["val_accuracy"][-1]
     if pruned:
         # A copy: a fresh optimizer, step 0.
-        model = keras_anneal.prune_model(
-            model, drop_connect={keras.layers.Dense: config.get("drop_connect", 0.0)})
+        rates = {keras.layers.Dense: config.get("drop_connect", 0.0)}
+        if "conv_drop_connect" in config:
+            rates[keras.layers.Conv2D] = config["conv_drop_connect"]
+        model = keras_anneal.prune_model(model, drop_connect=rates)
         if config.get("staircase"):  # A removal at each epoch start, judged at its end.
             schedule = keras_anneal.schedules.ConstantRate(
                 rate=0.5, interval=-(-len(x_train) // 128), relative_to="remaining",

@@ -142,6 +142,8 @@ def main(argv=None):
     parser.add_argument("--frequency", type=int, default=50, help="optimizer steps between mask updates")
     parser.add_argument("--drop-connect", type=float, default=0.5,
                         help="DropConnect rate of the pruned Dense layers' kept weights in training")
+    parser.add_argument("--conv-drop-connect", type=float, default=0.0,
+                        help="DropConnect rate of the second convolution (wrapped, left dense)")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--data", help="local mnist.npz; downloads MNIST if omitted")
     parser.add_argument("--subset", type=int, help="train on the first N images only")
@@ -152,7 +154,7 @@ def main(argv=None):
     (x_train, y_train), (x_test, y_test) = load_data(args.data, args.subset)
     model, callbacks = prepare(
         args.regularizer, args.schedule, args.final_sparsity, args.mu, args.frequency,
-        drop_connect=args.drop_connect,
+        drop_connect=args.drop_connect, conv_drop_connect=args.conv_drop_connect,
     )
     model.fit(x_train, y_train, batch_size=BATCH_SIZE, epochs=args.epochs,
               validation_data=(x_test, y_test), callbacks=callbacks, verbose=2)
