@@ -456,7 +456,7 @@ class AnnealedPruning(keras.callbacks.Callback):
                 dead = ~mask.reshape(-1, int(np.prod(mask.shape[mask.ndim - axes:]))).any(axis=0)
                 if dead.any():
                     value = ops.convert_to_numpy(bias)
-                    bias.assign(np.where(dead, 0, value).astype(value.dtype))
+                    bias.assign(np.where(dead.reshape(value.shape), 0, value).astype(value.dtype))
         return masks
 
     def _weights_are_finite(self, weights, step):

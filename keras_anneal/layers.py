@@ -38,6 +38,22 @@ _REGISTRY = {
 SUPPORTED_LAYERS = tuple(_REGISTRY)
 # Kernels whose last two axes index the output channels (input x multiplier).
 _DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+
+
+def _einsum_unit_axes(equation):
+    """Trailing axes of an `EinsumDense` kernel that its output keeps.
+
+    >>> _einsum_unit_axes("abc,cde->abde"), _einsum_unit_axes("abcd,cde->abe")
+    (2, 1)
+    """
+    inputs, output = equation.split("->")
+    kernel = inputs.split(",")[1].replace("...", "")
+    count = 0
+    for letter in reversed(kernel):
+        if letter not in output:
+            break
+        count += 1
+    return count
 # Kernels `(..., filters, in_channels)`: their units are not trailing axes.
 _TRANSPOSED = (
     keras.layers.Conv1DTranspose,
@@ -405,13 +421,17 @@ class Masked(keras.layers.Wrapper):
 
         1 for a kernel `(..., n_out)`; 2 for a depthwise kernel
         `(k, k, n_in, multiplier)`, whose output channels are its last two
-        axes; 0 (units unknown: no unit guard, no unit pruning) for a
-        transposed convolution's `(..., filters, n_in)`.
+        axes; for an `EinsumDense` kernel, its trailing axes that the output
+        keeps (2 for a `MultiHeadAttention` projection `(dim, heads,
+        head_dim)`: each head's each index is a unit); 0 (units unknown: no
+        unit guard, no unit pruning) for a transposed convolution's
+        `(..., filters, n_in)`.
         """
         self._require_built()
         return [
             0 if isinstance(owner, _TRANSPOSED)
             else 2 if isinstance(owner, _DEPTHWISE) or attribute.lstrip("_") == "depthwise_kernel"
+            else _einsum_unit_axes(owner.equation) if isinstance(owner, keras.layers.EinsumDense)
             else 1
             for owner, attribute in self._slots
         ]
@@ -420,14 +440,19 @@ class Masked(keras.layers.Wrapper):
     def unit_biases(self):
         """Per prunable weight, the bias of its output units (or None).
 
-        The owner's `bias` when the weight is its kernel and the bias has one
-        value per unit, so that removing a unit can take its bias along.
+        The owner's `bias` when the weight is the kernel that makes its
+        outputs (a separable convolution's pointwise kernel, not its
+        depthwise one) and the bias has one value per unit, flat or shaped
+        like the unit axes, so that removing a unit can take its bias along.
         """
         biases = []
         for (owner, attribute), variable, axes in zip(self._slots, self._variables, self.unit_axes):
-            bias = getattr(owner, "bias", None) if "kernel" in attribute and axes else None
-            units = math.prod(variable.shape[len(variable.shape) - axes:])
-            fits = bias is not None and tuple(bias.shape) == (units,)
+            name = attribute.lstrip("_")
+            makes_outputs = "kernel" in name and not (
+                name == "depthwise_kernel" and hasattr(owner, "pointwise_kernel"))
+            bias = getattr(owner, "bias", None) if makes_outputs and axes else None
+            unit_shape = tuple(variable.shape[len(variable.shape) - axes:])
+            fits = bias is not None and tuple(bias.shape) in ((math.prod(unit_shape),), unit_shape)
             biases.append(bias if fits else None)
         return biases
 

@@ -192,3 +192,11 @@ def test_bad_masks_are_rejected_and_nothing_changes():
         layer.set_masks([depthwise, pointwise + 0.5])
     # The first, valid mask of each failed call was not written either.
     assert all(np.all(mask == 1) for mask in layer.get_masks())
+
+
+def test_a_separable_convolutions_bias_goes_with_its_pointwise_kernel():
+    # filters == in_channels * depth_multiplier: the shapes alone cannot tell.
+    layer = Masked(L.SeparableConv2D(6, 3, depth_multiplier=2))
+    layer.build((None, 8, 8, 3))
+    depthwise, pointwise = layer.unit_biases
+    assert depthwise is None and pointwise is layer.layer.bias

@@ -317,3 +317,32 @@ def test_dropout_scaling_follows_the_kept_fraction_over_several_steps():
         keras_anneal.AnnealedPruning(keras_anneal.schedules.FSA(0.75, end_fraction=0.5), frequency=2),
         keras_anneal.DropoutScaling(frequency=2)])
     assert model.layers[0].rate == pytest.approx(0.25, abs=0.01)
+
+
+def test_attention_units_are_each_heads_each_index():
+    # query/key/value kernels are (dim, heads, head_dim): a unit is one (head, index).
+    inputs = keras.Input((5, 8))
+    model = keras.Model(inputs, L.MultiHeadAttention(4, 2, name="mha")(inputs, inputs))
+    (layer,) = keras_anneal.masked_layers(keras_anneal.prune_model(model))
+    assert layer.unit_axes == [2, 2, 2, 1]
+    assert [tuple(b.shape) for b in layer.unit_biases] == [(4, 2), (4, 2), (4, 2), (8,)]
+    pruned = keras.Model(inputs, layer(inputs, inputs))
+    # 256 weights, 32 units: at most 224 can go; 217 do.
+    assert keras_anneal.prune(pruned, sparsity=0.85, allocation="global").pruned == 217
+    for mask, axes in zip(layer.get_masks(), layer.unit_axes):
+        units = mask.reshape(-1, math.prod(mask.shape[mask.ndim - axes:]))
+        assert units.any(axis=0).all()  # Every unit keeps an incoming weight.
+
+
+def test_unit_pruning_of_attention_zeroes_the_bias_of_each_dead_head_index():
+    inputs = keras.Input((5, 8))
+    attention = L.MultiHeadAttention(4, 2, bias_initializer="ones")
+    model = keras_anneal.prune_model(keras.Model(inputs, L.Dense(3)(attention(inputs, inputs))))
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")  # Only the pruning moves them.
+    x = np.random.default_rng(0).normal(size=(16, 5, 8)).astype("float32")
+    model.fit(x, np.zeros((16, 5, 3)), epochs=1, verbose=0, callbacks=[keras_anneal.AnnealedPruning(
+        keras_anneal.schedules.ConstantSparsity(0.5), frequency=1, granularity="unit")])
+    layer = keras_anneal.masked_layers(model)[0]
+    query_mask, query_bias = layer.get_masks()[0], keras.ops.convert_to_numpy(layer.unit_biases[0])
+    alive = query_mask.any(axis=0)  # (heads, head_dim)
+    assert alive.sum() == 4 and np.all(query_bias[~alive] == 0) and np.all(query_bias[alive] != 0)
