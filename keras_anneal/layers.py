@@ -119,6 +119,13 @@ def _own_prunable_variables(layer):
     names = _own_prunable_names(layer)
     if names is None:
         return None
+    missing = [name for name in names if not hasattr(layer, name)]
+    if missing:
+        raise ValueError(
+            f"`register_prunable_layer` named weights that layer '{layer.name}' "
+            f"({type(layer).__name__}) does not have once built: {missing}. Expected "
+            f"attribute names of its variables. Received: weights={list(names)!r}"
+        )
     return [getattr(layer, name) for name in names]
 
 
@@ -398,6 +405,9 @@ class Masked(keras.layers.Wrapper):
 
     def compute_output_spec(self, *args, **kwargs):
         return self.layer.compute_output_spec(*args, **kwargs)
+
+    def compute_output_shape(self, *args, **kwargs):
+        return self.layer.compute_output_shape(*args, **kwargs)
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)

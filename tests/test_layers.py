@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from conftest import Scale
 
+import keras_anneal
 from keras_anneal import Masked
 
 L = keras.layers
@@ -200,3 +201,22 @@ def test_a_separable_convolutions_bias_goes_with_its_pointwise_kernel():
     layer.build((None, 8, 8, 3))
     depthwise, pointwise = layer.unit_biases
     assert depthwise is None and pointwise is layer.layer.bias
+
+
+def test_a_registered_weight_name_the_layer_lacks_is_named_when_wrapped():
+    class Gain(keras.layers.Layer):
+        def build(self, shape):
+            self.scale = self.add_weight(shape=(shape[-1],), initializer="ones")
+
+        def call(self, x):
+            return x * self.scale
+
+    keras_anneal.register_prunable_layer(Gain, ["scael"])
+    with pytest.raises(ValueError, match=r"register_prunable_layer.*\['scael'\].*weights=\['scael'\]"):
+        Masked(Gain())(np.ones((1, 3), "float32"))
+
+
+def test_masked_delegates_its_output_shape_to_the_wrapped_layer():
+    assert Masked(keras.layers.Dense(2)).compute_output_shape((None, 3)) == (None, 2)
+    outputs = keras.layers.TimeDistributed(Masked(keras.layers.Dense(2)))(keras.Input((5, 3)))
+    assert tuple(outputs.shape) == (None, 5, 2)
