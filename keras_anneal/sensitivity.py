@@ -114,7 +114,9 @@ def sensitivity_scan(
     """Prunes each `Masked` layer alone to each sparsity and measures `metric`.
 
     The other layers keep their masks; the model's masks are exactly as
-    before when the scan returns (or raises). With `keep_units_connected`,
+    before when the scan returns (or raises). Weights already pruned stay
+    pruned, so no sparsity may be below a layer's current one. With
+    `keep_units_connected`,
     a sparsity that would disconnect a unit is capped at all but one weight
     per unit.
 
@@ -165,6 +167,14 @@ def sensitivity_scan(
         raise ValueError(
             "Argument `model` must be compiled (the scan calls `model.evaluate`). "
             f"Received: model '{model.name}' not compiled"
+        )
+    already = {layer.name: layer.sparsity for layer in layers if layer.sparsity > min(sparsities)}
+    if already:  # Pruned weights stay pruned: a lower sparsity would be mislabelled.
+        raise ValueError(
+            "Argument `sparsities` must not go below a layer's current sparsity (the scan "
+            f"only removes weights). Layers already sparser than {min(sparsities):g}: "
+            f"{ {name: round(value, 4) for name, value in already.items()} }. "
+            f"Received: sparsities={sparsities!r}"
         )
 
     def evaluate():

@@ -334,6 +334,16 @@ def test_sensitivity_scan_restores_masks_and_orders_layers():
     assert scan.tolerated(max_drop=0.0)["masked_dense"] <= 0.3
 
 
+def test_sensitivity_scan_refuses_sparsities_below_what_a_layer_has_lost():
+    model, x, y = budget_problem()
+    keras_anneal.prune(model, sparsity=0.6)
+    before = all_masks(model)
+    with pytest.raises(ValueError, match=r"`sparsities`.*current sparsity.*'masked_dense': 0.6.*\[0.5, 0.9\]"):
+        keras_anneal.sensitivity_scan(model, x, y, sparsities=[0.5, 0.9])
+    for old, new in zip(before, all_masks(model)):
+        np.testing.assert_array_equal(old, new)
+
+
 def test_sensitivity_allocation_keeps_more_of_the_fragile_layer():
     keras.utils.set_random_seed(0)
     model = compiled(keras_anneal.prune_model(small_mlp(hidden=32)))
