@@ -348,6 +348,8 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0):
                 "layer). Select the enclosing layer, or the nested model's own layers, "
                 f"instead. Received: layers={layers!r}"
             )
+    if layers is not None and _is_graph_model(model):
+        _warn_of_unreached_classes(model, layers, wrapped)
     if skipped:
         listed = "; ".join(f"'{name}': {paths}" for name, paths in skipped.items())
         warnings.warn(
@@ -358,6 +360,29 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0):
             stacklevel=2,
         )
     return pruned
+
+
+def _warn_of_unreached_classes(model, layers, wrapped):
+    """Warns of layers of a selected class that sit inside a layer left unwrapped."""
+    classes = tuple(item for item in layers if isinstance(item, type))
+    unreached = {}
+    for outer in _cloned_layers(model):
+        if outer.name in wrapped:
+            continue  # Its sublayers are covered by its masks.
+        inner = [layer.name for layer in outer._flatten_layers(include_self=False, recursive=True)
+                 if classes and isinstance(layer, classes)]
+        if inner:
+            unreached[outer.name] = inner
+    if unreached:
+        listed = "; ".join(f"{inner} inside '{outer}'" for outer, inner in unreached.items())
+        warnings.warn(
+            f"prune_model(layers={[getattr(item, '__name__', item) for item in layers]}) "
+            f"wrapped none of these layers of a selected class: {listed}. A layer inside a "
+            "custom layer is masked through its enclosing layer: add that layer's name "
+            "to `layers` to prune them.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _drop_connect_rates(model, drop_connect, selected):

@@ -1,4 +1,5 @@
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -222,3 +223,23 @@ def test_a_model_without_masks_is_reported_from_its_zeros():
         ("conv", 0, 36), ("dense", 0, 288), ("head", 6, 24)]
     assert stripped.sparsity == keras_anneal.sparsity_report(pruned).sparsity
     assert keras_anneal.sparsity_report(small_cnn()).pruned == 0  # Dense: no exact zero.
+
+
+def test_class_selection_warns_of_matching_layers_inside_an_unwrapped_custom_layer():
+    class Block(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = keras.layers.Dense(4, name="inner")
+
+        def call(self, x):
+            return self.inner(x)
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(Block(name="block")(inputs)))
+    with pytest.warns(UserWarning, match=r"\['inner'\] inside 'block'.*add that layer's name"):
+        pruned = keras_anneal.prune_model(model, layers=[keras.layers.Dense])
+    assert [layer.name for layer in keras_anneal.masked_layers(pruned)] == ["masked_head"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Naming the block wraps it, inner Dense and all.
+        pruned = keras_anneal.prune_model(model, layers=[keras.layers.Dense, "block"])
+    assert sorted(layer.name for layer in keras_anneal.masked_layers(pruned)) == ["masked_block", "masked_head"]
