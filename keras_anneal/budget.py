@@ -34,7 +34,7 @@ class AccuracyBudget:
 
     def __init__(self, monitor="val_accuracy", max_drop=0.001, reference=None, mode="auto"):
         if not isinstance(monitor, str) or not monitor:
-            raise TypeError(
+            raise (ValueError if isinstance(monitor, str) else TypeError)(
                 "Argument `monitor` must be the name of a logged metric, e.g. "
                 f"'val_accuracy'. Received: monitor={monitor!r}"
             )
@@ -72,19 +72,21 @@ class BudgetStop:
 
     Attributes:
         epoch: the epoch (0-based) whose metric left the budget.
-        restored_epoch: the epoch whose masks came back (None: those `fit`
-            started with).
+        restored_epoch: the epoch (0-based) at whose end the masks that came
+            back were taken (None: those `fit` started with).
         sparsity: the overall sparsity held for the rest of `fit`.
         monitor, value, reference, max_drop: the metric, its value at
             `epoch`, the value the drop is measured from, and the budget.
+
+    Its text counts epochs from 1, as Keras' progress logs do.
 
     Example:
 
     >>> print(BudgetStop(epoch=4, restored_epoch=3, sparsity=0.72, monitor="val_accuracy",
     ...                  value=0.95, reference=0.97, max_drop=0.01))  # doctest: +NORMALIZE_WHITESPACE
     val_accuracy = 0.9500 is 0.0200 from the reference 0.9700, beyond the budget of
-    0.01: the masks of epoch 4 are back and the sparsity is held at 0.7200 for the
-    rest of training.
+    0.01: the masks at the end of epoch 4 are back and the sparsity is held at
+    0.7200 for the rest of training.
     """
 
     epoch: int
@@ -99,7 +101,7 @@ class BudgetStop:
         restored = (
             "the masks fit started with"
             if self.restored_epoch is None
-            else f"the masks of epoch {self.restored_epoch + 1}"
+            else f"the masks at the end of epoch {self.restored_epoch + 1}"
         )
         return (
             f"{self.monitor} = {self.value:.4f} is {abs(self.reference - self.value):.4f} "

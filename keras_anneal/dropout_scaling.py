@@ -1,6 +1,7 @@
 """`DropoutScaling`: Dropout kept while pruning, its rate following the connections left."""
 
 import math
+import warnings
 
 import keras
 from keras import ops
@@ -67,6 +68,20 @@ class DropoutScaling(keras.callbacks.Callback):
                 elif isinstance(layer, Masked):
                     pairs += [(dropout, layer) for dropout in waiting]
                     waiting = []
+            if not pairs:
+                raise ValueError(
+                    "Argument `pairs` is needed: DropoutScaling found no Dropout layer "
+                    "followed by a `Masked` layer in the model's order (a Dropout inside a "
+                    "wrapped layer comes after its wrapper); pass `pairs={dropout name: "
+                    "masked name}`. Received: pairs=None"
+                )
+            if waiting:
+                warnings.warn(
+                    f"DropoutScaling leaves {[d.name for d in waiting]} at their rates: no "
+                    "`Masked` layer follows them. Pass `pairs=` to pair them.",
+                    UserWarning,
+                    stacklevel=2,
+                )
         else:
             missing = sorted(
                 name for pair in self.pairs.items() for name in pair if name not in by_name

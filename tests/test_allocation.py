@@ -255,7 +255,7 @@ def test_budget_restores_the_last_masks_within_it():
     stop = pruning.budget_stop
     assert (stop.epoch, stop.restored_epoch) == (2, 1)
     assert stop.sparsity == pytest.approx(0.4)
-    assert "beyond the budget of 0.3" in str(stop) and "epoch 2 are back" in str(stop)
+    assert "beyond the budget of 0.3" in str(stop) and "end of epoch 2 are back" in str(stop)
     for held in (masks_at_epoch_end[3], all_masks(model)):  # Epoch 1's, to the end.
         for kept, mask in zip(masks_at_epoch_end[1], held):
             np.testing.assert_array_equal(kept, mask)

@@ -110,6 +110,8 @@ CASES = [
     ("register-class", lambda m: keras_anneal.register_prunable_layer(NotALayer, ["kernel"]), TypeError, "cls", "NotALayer"),
     ("register-weights", lambda m: keras_anneal.register_prunable_layer(L.Dense, "kernel"), TypeError, "weights", "weights='kernel'"),
     ("dropout-scaling-pairs", lambda m: keras_anneal.DropoutScaling(pairs=["dropout"]), TypeError, "pairs", "pairs=['dropout']"),
+    ("dropout-scaling-no-dropout", lambda m: fit_with(m, keras_anneal.DropoutScaling()), ValueError, "pairs", "pairs=None"),
+    ("budget-monitor-empty", lambda m: keras_anneal.AnnealedPruning(0.9, monitor=""), ValueError, "monitor", "monitor=''"),
     ("dropout-scaling-frequency", lambda m: keras_anneal.DropoutScaling(frequency=-1), ValueError, "frequency", "frequency=-1"),
     ("fsa-mu-nan", lambda m: schedules.FSA(0.9, mu=float("nan")), ValueError, "mu", "mu=nan"),
     ("budget-max-drop-nan", lambda m: keras_anneal.AnnealedPruning(0.9, max_drop=float("nan")), ValueError, "max_drop", "max_drop=nan"),
@@ -127,8 +129,8 @@ CASES = [
 ]
 
 
-def test_the_68_kinds_of_bad_input_the_readme_counts():
-    assert len({case[0] for case in CASES}) >= 68
+def test_the_70_kinds_of_bad_input_the_readme_counts():
+    assert len({case[0] for case in CASES}) >= 70
 
 
 @pytest.mark.parametrize("call, error, argument, received", [case[1:] for case in CASES],

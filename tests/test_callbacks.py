@@ -303,3 +303,13 @@ def test_bad_arguments(kwargs, error, message):
 
 def test_exported_at_top_level():
     assert keras_anneal.AnnealedPruning is AnnealedPruning
+
+
+def test_dropout_scaling_warns_of_a_dropout_no_masked_layer_follows():
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((6,)), keras.layers.Dropout(0.5, name="before"), keras.layers.Dense(4),
+        keras.layers.Dropout(0.3, name="after")]))
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.warns(UserWarning, match=r"\['after'\] at their rates.*pairs="):
+        model.fit(np.ones((8, 6)), np.ones((8, 4)), epochs=1, verbose=0,
+                  callbacks=[keras_anneal.DropoutScaling()])
