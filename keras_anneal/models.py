@@ -32,7 +32,7 @@ def masked_layers(model):
     """
     if not isinstance(model, keras.layers.Layer):
         raise TypeError(
-            "Argument `model` must be a `keras.Model`. "
+            "Argument `model` must be a `keras.Model` or a layer. "
             f"Received: model={model!r} of type {type(model).__name__}"
         )
     return [

@@ -80,7 +80,7 @@ def unit_masks(scores, masks, sparsity, unit_axes=None, groups=None):
     `groups` couples units across tensors (the channels a residual add makes
     one, `keras_anneal.channel_dependencies`): per tensor, an id per unit, or
     None. Coupled units are ranked by their group's score,
-    `sum over members of score_j / mean(score of the member's tensor)`, so
+    `sum over members of score_j / mean(scores of the member tensor's live units)`, so
     that layers coupled one to one lose the same units and `compact` can
     delete them.
 
