@@ -33,16 +33,20 @@ def summarize(results):
         # recorded only the running mean of the last epoch, so the train
         # columns average the runs that have it, and the gap pairs each of
         # them with its own test accuracy.
+        # Variants none of whose runs has it fall back on the last epoch's
+        # logged running mean (training mode), marked in the table.
         scored = [run for run in runs if run.get("final_train_accuracy") is not None]
+        logged = not scored
+        train_of = ((lambda run: run["epochs"][-1]["train_accuracy"]) if logged
+                    else (lambda run: run["final_train_accuracy"]))
+        scored = scored or runs
         rows.append({
             "variant": variant,
             "seeds": len(runs),
             "train_seeds": len(scored),
-            "train_accuracy_mean": (
-                statistics.mean(run["final_train_accuracy"] for run in scored) if scored else None),
-            "gap": statistics.mean(
-                run["final_train_accuracy"] - run["final_test_accuracy"] for run in scored
-            ) if scored else None,
+            "train_logged": logged,
+            "train_accuracy_mean": statistics.mean(train_of(run) for run in scored),
+            "gap": statistics.mean(train_of(run) - run["final_test_accuracy"] for run in scored),
             "test_accuracy_mean": statistics.mean(accuracies),
             "test_accuracy_std": statistics.stdev(accuracies) if len(runs) > 1 else 0.0,
             "sparsity": statistics.mean(run["final_sparsity"]["sparsity"] for run in runs),
@@ -69,8 +73,9 @@ def markdown(rows, scored_on="test"):
         spread = f" ± {100 * row['test_accuracy_std']:.2f}" if row["seeds"] > 1 else ""
         partial = (f" ({row['train_seeds']} of {row['seeds']} seeds)"
                    if 0 < row["train_seeds"] < row["seeds"] else "")
-        train = f"{100 * row['train_accuracy_mean']:.2f}{partial}" if row["train_seeds"] else "–"
-        gap = f"{100 * row['gap']:.2f}{partial}" if row["train_seeds"] else "–"
+        mark = "†" if row.get("train_logged") else ""
+        train = f"{100 * row['train_accuracy_mean']:.2f}{mark}{partial}"
+        gap = f"{100 * row['gap']:.2f}{mark}{partial}"
         layers = (" / ".join(f"{100 * value:.1f}" for value in row["layer_sparsities"])
                   if row["layer_sparsities"] else "–")
         lines.append(
@@ -78,6 +83,11 @@ def markdown(rows, scored_on="test"):
             f"| {train} | {gap} | {row['sparsity']:.1%} | {layers} "
             f"| {row['median_epoch_seconds']:.1f} | {ratio} |"
         )
+    if any(row.get("train_logged") for row in rows):
+        lines.append(
+            "\n† Runs made before train accuracy was evaluated after training: the last "
+            "epoch's logged running mean (training mode, the weights still moving), "
+            "a slight underestimate of the final train accuracy.\n")
     return "\n".join(lines) + "\n"
 
 

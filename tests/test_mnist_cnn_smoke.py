@@ -135,3 +135,14 @@ def test_report_pairs_train_and_test_accuracy_of_the_runs_that_record_both():
     assert row["train_accuracy_mean"] == pytest.approx(0.997)
     assert row["gap"] == pytest.approx(((0.999 - 0.980) + (0.995 - 0.970)) / 2)
     assert "| 99.70 (2 of 3 seeds) | 2.20 (2 of 3 seeds) |" in report.markdown([row])
+
+
+def test_report_falls_back_on_the_logged_train_accuracy_and_marks_it():
+    runs = [{"variant": "old", "seed": seed, "final_test_accuracy": test, "final_sparsity": {"sparsity": 0.9},
+             "epochs": [{"seconds": 1.0, "train_accuracy": 0.5}, {"seconds": 1.0, "train_accuracy": train}]}
+            for seed, test, train in ((0, 0.98, 0.999), (1, 0.97, 0.997))]
+    (row,) = report.summarize({"runs": runs})
+    assert row["train_logged"] and row["train_accuracy_mean"] == pytest.approx(0.998)
+    assert row["gap"] == pytest.approx(((0.999 - 0.98) + (0.997 - 0.97)) / 2)
+    table = report.markdown([row])
+    assert "| 99.80† | 2.30† |" in table and "† Runs made before" in table
