@@ -17,7 +17,9 @@ separable convnet) and seed, trains:
   for one step at every step (noise injection), and
   `lamp-s0.9-linear-late-dropconnect<r>` with DropConnect at rate `r` on the
   Dense layers' kept weights (`prune_model(drop_connect={Dense: r})`), and
-  `...-dropconnect0.3-conv0.1` with rate 0.1 on the convolutions as well;
+  `...-dropconnect0.3-conv0.1` with rate 0.1 on the convolutions as well,
+  and `...-dropconnect0.3-dense<d>` with the Dense layers pinned at sparsity
+  `d` (`PerLayer(..., rest="lamp")`), so the convolutions keep more;
 - `budget`: the published network, Dropout kept, trained as `published`,
   then fine-tuned as many epochs again with the callback and an accuracy
   budget of 0.1 point against its own validation score (`max_drop=0.001`,
@@ -123,6 +125,13 @@ def variants():
     table["lamp-s0.9-linear-late-dropconnect0.3-conv0.1"] = {
         **table["lamp-s0.9-linear-late-dropconnect0.3"], "conv_drop_connect": 0.1,
     }
+    # More of the budget taken from the Dense classifier, so that the
+    # convolutions keep more (LAMP prunes both near 90%): the Dense layers
+    # pinned at 95% or 97%, LAMP for the convolutions.
+    for dense in (0.95, 0.97):
+        table[f"lamp-s0.9-linear-late-dropconnect0.3-dense{dense}"] = {
+            **table["lamp-s0.9-linear-late-dropconnect0.3"], "dense_sparsity": dense,
+        }
     # The callback's default allocation; the budget, not 0.95, sets the sparsity.
     table["budget"] = {"dropout": True, "sparsity": 0.95, "max_drop": 0.001, "fine_tune": True}
     table["budget-steps"] = {**table["budget"], "staircase": True}
@@ -214,6 +223,11 @@ def run(network, config, seed, data, args):
         if "conv_drop_connect" in config:
             rates[keras.layers.Conv2D] = config["conv_drop_connect"]
         model = keras_anneal.prune_model(model, drop_connect=rates)
+        if "dense_sparsity" in config:  # The Dense layers pinned, the rest by the allocation.
+            options["allocation"] = keras_anneal.allocation.PerLayer(
+                {layer.name: config["dense_sparsity"] for layer in keras_anneal.masked_layers(model)
+                 if isinstance(layer.layer, keras.layers.Dense)},
+                rest=config["allocation"])
         if config.get("staircase"):  # A removal at each epoch start, judged at its end.
             schedule = keras_anneal.schedules.ConstantRate(
                 rate=0.5, interval=-(-len(x_train) // 128), relative_to="remaining",
