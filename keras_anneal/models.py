@@ -367,7 +367,7 @@ def _warn_of_unreached_classes(model, layers, wrapped):
     classes = tuple(item for item in layers if isinstance(item, type))
     unreached = {}
     for outer in _cloned_layers(model):
-        if outer.name in wrapped:
+        if outer.name in wrapped or isinstance(outer, Masked):
             continue  # Its sublayers are covered by its masks.
         inner = [layer.name for layer in outer._flatten_layers(include_self=False, recursive=True)
                  if classes and isinstance(layer, classes)]
