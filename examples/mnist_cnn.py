@@ -9,6 +9,7 @@ and the two Dense layers they guarded are pruned during `fit` instead:
     python examples/mnist_cnn.py --regularizer anneal      # FSA to 90% of the dense weights
     python examples/mnist_cnn.py --regularizer anneal --schedule constant-rate
     python examples/mnist_cnn.py --regularizer anneal --schedule recommended --drop-connect 0.3
+    python examples/mnist_cnn.py --regularizer anneal --conv-drop-connect 0.25  # noise on the conv too
     python examples/mnist_cnn.py --regularizer hybrid    # Dropout kept, its rate scaled to the connections left
     python examples/mnist_cnn.py --regularizer none
 
