@@ -364,6 +364,7 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0):
 
 def _warn_of_unreached_classes(model, layers, wrapped):
     """Warns of layers of a selected class that sit inside a layer left unwrapped."""
+    layers = [layers] if isinstance(layers, (str, type)) else layers
     classes = tuple(item for item in layers if isinstance(item, type))
     unreached = {}
     for outer in _cloned_layers(model):

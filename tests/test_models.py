@@ -236,8 +236,9 @@ def test_class_selection_warns_of_matching_layers_inside_an_unwrapped_custom_lay
 
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(2, name="head")(Block(name="block")(inputs)))
-    with pytest.warns(UserWarning, match=r"\['inner'\] inside 'block'.*add that layer's name"):
-        pruned = keras_anneal.prune_model(model, layers=[keras.layers.Dense])
+    for selection in ([keras.layers.Dense], keras.layers.Dense):
+        with pytest.warns(UserWarning, match=r"\['inner'\] inside 'block'.*add that layer's name"):
+            pruned = keras_anneal.prune_model(model, layers=selection)
     assert [layer.name for layer in keras_anneal.masked_layers(pruned)] == ["masked_head"]
     with warnings.catch_warnings(record=True) as caught:  # Naming the block wraps it, inner Dense and all.
         warnings.simplefilter("always")
