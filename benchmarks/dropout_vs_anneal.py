@@ -167,10 +167,10 @@ def run_keras_variant(config, seed, epochs, data, subset, frequency=50, split="t
     timer = EpochTimer()
     history = model.fit(x_train, y_train, batch_size=mnist_cnn.BATCH_SIZE, epochs=epochs,
                         validation_data=(x_test, y_test), callbacks=callbacks + [timer], verbose=0)
-    report = keras_anneal.sparsity_report(model).to_dict()
+    report = keras_anneal.sparsity_report(model)
     if config.get("conv_drop_connect"):  # The convolution is wrapped but stays dense.
         report = dense_only(report, model)
-    record = epoch_record(history.history, timer.times, report)
+    record = epoch_record(history.history, timer.times, report.to_dict())
     # The callback's default allocation changed (uniform, then LAMP): say which ran.
     pruning = [c for c in callbacks if isinstance(c, keras_anneal.AnnealedPruning)]
     record["allocation"] = type(pruning[0].allocation).__name__ if pruning else None
@@ -181,16 +181,14 @@ def run_keras_variant(config, seed, epochs, data, subset, frequency=50, split="t
 
 
 def dense_only(report, model):
-    """A `sparsity_report(...).to_dict()` restricted to the wrapped Dense layers."""
+    """A `SparsityReport` restricted to the wrapped Dense layers."""
     import keras
 
     import keras_anneal
 
-    dense = {layer.name for layer in model.layers
-             if isinstance(layer, keras_anneal.Masked) and isinstance(layer.layer, keras.layers.Dense)}
-    layers = {name: row for name, row in report["layers"].items() if name in dense}
-    pruned, total = (sum(row[key] for row in layers.values()) for key in ("pruned", "total"))
-    return {"layers": layers, "pruned": pruned, "total": total, "sparsity": pruned / total}
+    dense = {layer.name for layer in keras_anneal.masked_layers(model)
+             if isinstance(layer.layer, keras.layers.Dense)}
+    return keras_anneal.SparsityReport(tuple(row for row in report.layers if row.name in dense))
 
 
 def epoch_record(history, times, sparsity):
