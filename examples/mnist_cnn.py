@@ -85,12 +85,13 @@ def make_schedule(name="fsa", final_sparsity=0.9, mu=None):
 
 def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, frequency=50,
             criterion="magnitude", temporary=None, regrowth=None, regrowth_data=None,
-            drop_connect=0.0, allocation="lamp", conv_drop_connect=0.0):
+            drop_connect=0.0, allocation="lamp", conv_drop_connect=0.0, drop_connect_groups=1):
     """The model to train and the callbacks it needs, for one regularizer.
 
     `drop_connect` is the DropConnect rate of the pruned Dense layers
     (`prune_model(drop_connect=...)`: at each training step that fraction
-    of their kept weights is left out). `conv_drop_connect > 0` also wraps
+    of their kept weights is left out), drawn `drop_connect_groups` times
+    per batch (`Masked(drop_connect_groups=...)`). `conv_drop_connect > 0` also wraps
     the second convolution, where Dropout(0.25) acted, for DropConnect at
     that rate; it stays dense (`PerLayer({conv: None}, rest=allocation)`)
     and the Dense layers still lose `final_sparsity` of their weights.
@@ -117,7 +118,8 @@ def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, f
         allocation = keras_anneal.allocation.PerLayer({f"masked_{conv.name}": None}, rest=allocation)
         dense = sum(math.prod(layer.kernel.shape) for layer in model.layers if isinstance(layer, keras.layers.Dense))
         overall = final_sparsity * dense / (dense + math.prod(conv.kernel.shape))
-    model = keras_anneal.prune_model(model, layers=selected, drop_connect=rates)
+    model = keras_anneal.prune_model(
+        model, layers=selected, drop_connect=rates, drop_connect_groups=drop_connect_groups)
     pruning = keras_anneal.AnnealedPruning(
         make_schedule(schedule, overall, mu),
         frequency,
@@ -143,6 +145,8 @@ def main(argv=None):
     parser.add_argument("--frequency", type=int, default=50, help="optimizer steps between mask updates")
     parser.add_argument("--drop-connect", type=float, default=0.5,
                         help="DropConnect rate of the pruned Dense layers' kept weights in training")
+    parser.add_argument("--drop-connect-groups", type=int, default=1,
+                        help="independent DropConnect draws per batch (example i gets draw i mod g)")
     parser.add_argument("--conv-drop-connect", type=float, default=0.0,
                         help="DropConnect rate of the second convolution (wrapped, left dense)")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
@@ -156,6 +160,7 @@ def main(argv=None):
     model, callbacks = prepare(
         args.regularizer, args.schedule, args.final_sparsity, args.mu, args.frequency,
         drop_connect=args.drop_connect, conv_drop_connect=args.conv_drop_connect,
+        drop_connect_groups=args.drop_connect_groups,
     )
     model.fit(x_train, y_train, batch_size=BATCH_SIZE, epochs=args.epochs,
               validation_data=(x_test, y_test), callbacks=callbacks, verbose=2)

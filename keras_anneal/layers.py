@@ -238,10 +238,15 @@ class Masked(keras.layers.Wrapper):
 
     With `drop_connect=r > 0`, training also drops each kept weight with
     probability `r` at every step and scales the rest (DropConnect, Wan et
-    al. 2013, with one draw per batch): the layer trains with
-    `w * m * b / (1 - r)`, `b ~ Bernoulli(1 - r)`, and infers with `w * m`.
-    This is pruning as noise injection in its limit (Bartoldson et al.,
-    NeurIPS 2020): a regularizer that can take Dropout's place.
+    al. 2013): the layer trains with `w * m * b / (1 - r)`,
+    `b ~ Bernoulli(1 - r)`, and infers with `w * m`. This is pruning as
+    noise injection in its limit (Bartoldson et al., NeurIPS 2020): a
+    regularizer that can take Dropout's place. By default one draw of `b`
+    serves the whole batch; `drop_connect_groups=g` gives example `i` of a
+    batch the draw `i mod g` (Wan et al. draw one per example), at `g`
+    times the layer's training cost (the wrapped layer runs `g` times per
+    step): the noise's expected loss is the same, its gradient less noisy,
+    as with Dropout's draw per example.
 
     Args:
         layer: the `keras.layers.Layer` to wrap: one of `SUPPORTED_LAYERS`
@@ -250,15 +255,19 @@ class Masked(keras.layers.Wrapper):
             weights. Defaults to 0.0 (no noise).
         seed: non-negative int seed of that noise, or `None`. Defaults to
             `None`.
+        drop_connect_groups: positive int, the number of independent draws
+            per training batch (needs `drop_connect > 0` when above 1).
+            Defaults to 1.
         **kwargs: base `Layer` arguments such as `name`. The name defaults
             to `"masked_" + layer.name`.
 
     Raises:
         TypeError: if `layer` is not a Keras layer, `drop_connect` not a
-            float or `seed` not an int.
+            float, `seed` or `drop_connect_groups` not an int.
         ValueError: if `layer` has no prunable weight, is already wrapped,
             or has LoRA or quantization enabled; if `drop_connect` is
-            outside [0, 1) or `seed` negative.
+            outside [0, 1), `seed` negative, or `drop_connect_groups` below
+            1 (or above 1 without noise).
 
     Example:
 
@@ -275,7 +284,7 @@ class Masked(keras.layers.Wrapper):
     True
     """
 
-    def __init__(self, layer, drop_connect=0.0, seed=None, **kwargs):
+    def __init__(self, layer, drop_connect=0.0, seed=None, drop_connect_groups=1, **kwargs):
         if not isinstance(layer, keras.layers.Layer):
             raise TypeError(
                 "Argument `layer` must be a `keras.layers.Layer` instance. "
@@ -303,6 +312,14 @@ class Masked(keras.layers.Wrapper):
         drop_connect = _validation.check_rate("drop_connect", drop_connect)
         if seed is not None:
             seed = _validation.check_step("seed", seed)
+        drop_connect_groups = _validation.check_step(
+            "drop_connect_groups", drop_connect_groups, positive=True)
+        if drop_connect_groups > 1 and not drop_connect:
+            raise ValueError(
+                "Argument `drop_connect_groups` above 1 needs `drop_connect > 0` (there is "
+                f"no noise to draw). Received: drop_connect_groups={drop_connect_groups}, "
+                f"drop_connect={drop_connect}"
+            )
         kwargs.setdefault("name", f"masked_{layer.name}")
         # The masks take the wrapped layer's variable dtype; computing in its
         # dtype policy too keeps mixed precision layers in their precision.
@@ -310,6 +327,7 @@ class Masked(keras.layers.Wrapper):
         super().__init__(layer, **kwargs)
         self.drop_connect = drop_connect
         self.seed = seed
+        self.drop_connect_groups = drop_connect_groups
         # Only a noisy layer holds a seed generator (and its state variable).
         self._noise_seed = keras.random.SeedGenerator(seed) if drop_connect else None
         self.supports_masking = layer.supports_masking
@@ -380,14 +398,36 @@ class Masked(keras.layers.Wrapper):
 
     def call(self, inputs, *args, training=None, **kwargs):
         # `training` reaches the wrapped layer through Keras' call context.
-        masks = self._masks
-        if training and self.drop_connect:
-            masks = [
-                keras.random.dropout(
-                    ops.convert_to_tensor(mask), self.drop_connect, seed=self._noise_seed
-                )
-                for mask in masks
-            ]
+        if not (training and self.drop_connect):
+            return self._call_with(self._masks, inputs, *args, **kwargs)
+        if self.drop_connect_groups == 1:
+            return self._call_with(self._noisy_masks(), inputs, *args, **kwargs)
+        # Each group's output for the whole batch; example i keeps group i mod g's.
+        outputs = [
+            self._call_with(self._noisy_masks(), inputs, *args, **kwargs)
+            for _ in range(self.drop_connect_groups)
+        ]
+        batch = ops.shape(keras.tree.flatten(inputs)[0])[0]
+        group = ops.mod(ops.arange(batch), self.drop_connect_groups)
+
+        def select(*tensors):
+            chosen = tensors[0]
+            for index, tensor in enumerate(tensors[1:], start=1):
+                shape = (-1,) + (1,) * (len(tensor.shape) - 1)
+                chosen = ops.where(ops.reshape(ops.equal(group, index), shape), tensor, chosen)
+            return chosen
+
+        return keras.tree.map_structure(select, *outputs)
+
+    def _noisy_masks(self):
+        """The masks with one DropConnect draw: `m * b / (1 - r)`."""
+        return [
+            keras.random.dropout(ops.convert_to_tensor(mask), self.drop_connect, seed=self._noise_seed)
+            for mask in self._masks
+        ]
+
+    def _call_with(self, masks, inputs, *args, **kwargs):
+        """The wrapped layer's call with its prunable weights times `masks`."""
         # Cast as Keras autocasts a variable read in the layer's call: a
         # mixed precision layer computes in its compute dtype.
         masked = [
@@ -401,6 +441,8 @@ class Masked(keras.layers.Wrapper):
         config = super().get_config()
         if self.drop_connect:  # Configs of noiseless layers stay as they were.
             config.update(drop_connect=self.drop_connect, seed=self.seed)
+        if self.drop_connect_groups != 1:
+            config.update(drop_connect_groups=self.drop_connect_groups)
         return config
 
     def compute_output_spec(self, *args, **kwargs):

@@ -249,7 +249,7 @@ def _layer_selector(model, layers):
     return selected, names
 
 
-def prune_model(model, layers=None, inplace=False, drop_connect=0.0):
+def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connect_groups=1):
     """A copy of `model` with its prunable layers wrapped in `Masked`.
 
     The copy has the same architecture and weights, with all masks at one
@@ -278,6 +278,8 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0):
             layer class to its rate (the others get none), e.g.
             `{keras.layers.Dense: 0.3}` to regularize the dense layers as
             Dropout would. Defaults to 0.0 (no noise).
+        drop_connect_groups: independent DropConnect draws per training
+            batch in each noisy layer (see `Masked`). Defaults to 1.
 
     Returns:
         The new `keras.Model`.
@@ -291,7 +293,7 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0):
             weight, or if a layer cannot be copied (the message says how to
             make it copyable, or to pass `inplace=True`), or if a rate of
             `drop_connect` is outside [0, 1) or its dict names a layer that
-            is not wrapped.
+            is not wrapped, or if `drop_connect_groups` is below 1.
 
     Example:
 
@@ -305,6 +307,12 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0):
     inplace = _validation.check_bool("inplace", inplace)
     selected, names = _layer_selector(model, layers)
     rate_of = _drop_connect_rates(model, drop_connect, selected)
+    drop_connect_groups = _validation.check_step(
+        "drop_connect_groups", drop_connect_groups, positive=True)
+
+    def masked(layer, original):
+        rate = rate_of(original)
+        return Masked(layer, drop_connect=rate, drop_connect_groups=drop_connect_groups if rate else 1)
     if not any(is_prunable(layer) for layer in _all_layers(model)) and not is_prunable(model):
         raise ValueError(
             f"Argument `model` holds no prunable weight. Received: model '{model.name}' with "
@@ -324,15 +332,15 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0):
                 skipped[layer.name] = unmasked
         if wrap:
             wrapped.add(layer.name)
-        return Masked(copy, drop_connect=rate_of(layer)) if wrap else copy
+        return masked(copy, layer) if wrap else copy
 
     if _is_graph_model(model):
         pruned = keras.models.clone_model(model, clone_function=clone, recursive=True)
     else:
         inner = model if inplace else _copy_layer(model)
-        masked = Masked(inner, drop_connect=rate_of(model))
-        masked.build()  # The model is built: its masks can be made now.
-        pruned = keras.Sequential([masked], name=model.name)
+        wrapper = masked(inner, model)
+        wrapper.build()  # The model is built: its masks can be made now.
+        pruned = keras.Sequential([wrapper], name=model.name)
         input_shape = (inner.get_build_config() or {}).get("input_shape")
         if input_shape is not None:
             pruned.build(input_shape)

@@ -12,10 +12,11 @@ from keras_anneal import Masked
 RATE = 0.3
 
 
-def identity_probe(rate=RATE, seed=1, units=50, inputs=40):
+def identity_probe(rate=RATE, seed=1, units=50, inputs=40, groups=1):
     """A bias-free Dense whose output on the identity matrix is its effective kernel,
     with every other column pruned."""
-    layer = Masked(keras.layers.Dense(units, use_bias=False), drop_connect=rate, seed=seed)
+    layer = Masked(keras.layers.Dense(units, use_bias=False), drop_connect=rate, seed=seed,
+                   drop_connect_groups=groups)
     eye = np.eye(inputs, dtype="float32")
     layer(eye)
     layer.set_masks([np.tile([1.0, 0.0], (inputs, units // 2))])
@@ -36,6 +37,46 @@ def test_training_drops_kept_weights_at_the_rate_and_scales_the_rest():
     assert abs(dropped - RATE) < 0.06  # 1,000 kept weights: sd 0.015.
     survivors = kept != 0
     np.testing.assert_allclose(kept[survivors], kernel[:, ::2][survivors] / (1 - RATE), rtol=1e-6)
+
+
+def test_each_group_of_a_batch_gets_its_own_draw():
+    groups = 3
+    layer, eye = identity_probe(groups=groups)
+    kernel = numpy(layer.layer.kernel)
+    # Row k is example k: e_(k // 3), in group k mod 3, so out[h::3] is group h's kernel.
+    trained = numpy(layer(np.repeat(eye, groups, axis=0), training=True))
+    kernels = [trained[h::groups] for h in range(groups)]
+    for effective in kernels:
+        assert np.all(effective[:, 1::2] == 0)
+        kept = effective[:, ::2]
+        assert abs(np.mean(kept == 0) - RATE) < 0.06
+        survivors = kept != 0
+        np.testing.assert_allclose(kept[survivors], kernel[:, ::2][survivors] / (1 - RATE), rtol=1e-6)
+    drops = [effective[:, ::2] == 0 for effective in kernels]
+    assert not np.array_equal(drops[0], drops[1]) and not np.array_equal(drops[1], drops[2])
+    # A batch that does not divide into the groups: rows 0 and 3 share a draw, 0 to 2 do not.
+    same = numpy(layer(np.ones((5, 40), "float32"), training=True))
+    np.testing.assert_array_equal(same[0], same[3])
+    assert not np.array_equal(same[0], same[1]) and not np.array_equal(same[1], same[2])
+    np.testing.assert_array_equal(numpy(layer(eye)), kernel * layer.get_masks()[0])
+
+
+def test_grouped_draws_train_and_round_trip(tmp_path):
+    model = keras_anneal.prune_model(
+        small_mlp(), drop_connect={"hidden": RATE}, drop_connect_groups=4)
+    hidden, out = model.get_layer("masked_hidden"), model.get_layer("masked_out")
+    assert (hidden.drop_connect_groups, out.drop_connect_groups) == (4, 1)  # No noise, one draw.
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    x, y = regression_data(n=60)
+    history = model.fit(x, y, epochs=5, batch_size=16, verbose=0)  # Last batch: 12 rows.
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    assert Masked.from_config(hidden.get_config()).drop_connect_groups == 4
+    assert "drop_connect_groups" not in out.get_config()
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.get_layer("masked_hidden").drop_connect_groups == 4
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
 
 
 def test_inference_uses_the_masked_weights_unscaled():
@@ -149,6 +190,12 @@ def test_bad_drop_connect_is_an_error_and_the_model_is_untouched(drop_connect, e
         ({"drop_connect": 1.0}, ValueError, r"`drop_connect` must be in \[0, 1\)"),
         ({"drop_connect": 0.1, "seed": -1}, ValueError, r"`seed`"),
         ({"drop_connect": 0.1, "seed": 1.5}, TypeError, r"`seed` must be an int"),
+        ({"drop_connect": 0.1, "drop_connect_groups": 0}, ValueError,
+         r"`drop_connect_groups` must be a positive int. Received: drop_connect_groups=0"),
+        ({"drop_connect": 0.1, "drop_connect_groups": 2.0}, TypeError,
+         r"`drop_connect_groups` must be an int"),
+        ({"drop_connect_groups": 2}, ValueError,
+         r"`drop_connect_groups` above 1 needs `drop_connect > 0`"),
     ],
 )
 def test_bad_masked_arguments_are_errors(kwargs, error, message):
