@@ -293,7 +293,8 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
             weight, or if a layer cannot be copied (the message says how to
             make it copyable, or to pass `inplace=True`), or if a rate of
             `drop_connect` is outside [0, 1) or its dict names a layer that
-            is not wrapped, or if `drop_connect_groups` is below 1.
+            is not wrapped, or if `drop_connect_groups` is below 1 (or
+            above 1 with no `drop_connect`).
 
     Example:
 
@@ -309,6 +310,12 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
     rate_of = _drop_connect_rates(model, drop_connect, selected)
     drop_connect_groups = _validation.check_step(
         "drop_connect_groups", drop_connect_groups, positive=True)
+    if drop_connect_groups > 1 and not drop_connect:
+        raise ValueError(
+            "Argument `drop_connect_groups` above 1 needs a `drop_connect` rate (there is no "
+            f"noise to draw). Received: drop_connect_groups={drop_connect_groups}, "
+            f"drop_connect={drop_connect!r}"
+        )
 
     def masked(layer, original):
         rate = rate_of(original)

@@ -59,6 +59,9 @@ CASES = [
     ("masked-not-a-layer", lambda m: keras_anneal.Masked("dense"), TypeError, "layer", "'dense'"),
     ("masked-twice", lambda m: keras_anneal.Masked(m.layers[0]), ValueError, "layer", "Masked(name='masked_hidden')"),
     ("masked-no-weights", lambda m: keras_anneal.Masked(L.Dropout(0.5)), ValueError, "layer", "Dropout(name="),
+    ("masked-groups-without-noise", lambda m: keras_anneal.Masked(L.Dense(2), drop_connect_groups=3), ValueError, "drop_connect_groups", "drop_connect_groups=3"),
+    ("prune-model-groups", lambda m: keras_anneal.prune_model(m, drop_connect=0.2, drop_connect_groups=0), ValueError, "drop_connect_groups", "drop_connect_groups=0"),
+    ("prune-model-groups-without-noise", lambda m: keras_anneal.prune_model(m, drop_connect_groups=2), ValueError, "drop_connect_groups", "drop_connect_groups=2"),
     ("set-masks-count", lambda m: m.layers[0].set_masks([]), ValueError, "masks", "0 arrays"),
     ("set-masks-shape", lambda m: m.layers[0].set_masks([np.ones((2, 2))]), ValueError, "masks", "shape=(2, 2)"),
     ("set-masks-values", lambda m: m.layers[0].set_masks([np.full((6, 5), 0.5)]), ValueError, "masks", "[0.5]"),
@@ -129,8 +132,8 @@ CASES = [
 ]
 
 
-def test_the_70_kinds_of_bad_input_the_readme_counts():
-    assert len({case[0] for case in CASES}) >= 70
+def test_the_73_kinds_of_bad_input_the_readme_counts():
+    assert len({case[0] for case in CASES}) >= 73
 
 
 @pytest.mark.parametrize("call, error, argument, received", [case[1:] for case in CASES],
