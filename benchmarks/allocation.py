@@ -19,7 +19,9 @@ separable convnet) and seed, trains:
   Dense layers' kept weights (`prune_model(drop_connect={Dense: r})`), and
   `...-dropconnect0.3-conv0.1` with rate 0.1 on the convolutions as well,
   and `...-dropconnect0.3-dense<d>` with the Dense layers pinned at sparsity
-  `d` (`PerLayer(..., rest="lamp")`), so the convolutions keep more;
+  `d` (`PerLayer(..., rest="lamp")`), so the convolutions keep more, and
+  `...-dropconnect0.3-groups4` with four draws of the noise per batch
+  (`drop_connect_groups=4`: example i gets draw i mod 4);
 - `budget`: the published network, Dropout kept, trained as `published`,
   then fine-tuned as many epochs again with the callback and an accuracy
   budget of 0.1 point against its own validation score (`max_drop=0.001`,
@@ -132,6 +134,11 @@ def variants():
         table[f"lamp-s0.9-linear-late-dropconnect0.3-dense{dense}"] = {
             **table["lamp-s0.9-linear-late-dropconnect0.3"], "dense_sparsity": dense,
         }
+    # Four draws of the noise per batch instead of one: a less noisy gradient,
+    # closer to Wan et al.'s draw per example (and to Dropout's).
+    table["lamp-s0.9-linear-late-dropconnect0.3-groups4"] = {
+        **table["lamp-s0.9-linear-late-dropconnect0.3"], "drop_connect_groups": 4,
+    }
     # The callback's default allocation; the budget, not 0.95, sets the sparsity.
     table["budget"] = {"dropout": True, "sparsity": 0.95, "max_drop": 0.001, "fine_tune": True}
     table["budget-steps"] = {**table["budget"], "staircase": True}
@@ -222,7 +229,8 @@ def run(network, config, seed, data, args):
         rates = {keras.layers.Dense: config.get("drop_connect", 0.0)}
         if "conv_drop_connect" in config:
             rates[keras.layers.Conv2D] = config["conv_drop_connect"]
-        model = keras_anneal.prune_model(model, drop_connect=rates)
+        model = keras_anneal.prune_model(
+            model, drop_connect=rates, drop_connect_groups=config.get("drop_connect_groups", 1))
         if "dense_sparsity" in config:  # The Dense layers pinned, the rest by the allocation.
             options["allocation"] = keras_anneal.allocation.PerLayer(
                 {layer.name: config["dense_sparsity"] for layer in keras_anneal.masked_layers(model)
