@@ -132,3 +132,15 @@ def check_probability(name, value):
             f"Argument `{name}` must be in [0, 1]. Received: {name}={value!r}"
         )
     return float(value)
+
+
+def check_drop_connect_groups(value, drop_connect):
+    """DropConnect draws per batch: a positive int, above 1 only with noise."""
+    value = check_step("drop_connect_groups", value, positive=True)
+    if value > 1 and not drop_connect:
+        raise ValueError(
+            "Argument `drop_connect_groups` above 1 needs a `drop_connect` rate above 0 "
+            f"(there is no noise to draw). Received: drop_connect_groups={value}, "
+            f"drop_connect={drop_connect!r}"
+        )
+    return value

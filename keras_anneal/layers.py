@@ -312,14 +312,7 @@ class Masked(keras.layers.Wrapper):
         drop_connect = _validation.check_rate("drop_connect", drop_connect)
         if seed is not None:
             seed = _validation.check_step("seed", seed)
-        drop_connect_groups = _validation.check_step(
-            "drop_connect_groups", drop_connect_groups, positive=True)
-        if drop_connect_groups > 1 and not drop_connect:
-            raise ValueError(
-                "Argument `drop_connect_groups` above 1 needs `drop_connect > 0` (there is "
-                f"no noise to draw). Received: drop_connect_groups={drop_connect_groups}, "
-                f"drop_connect={drop_connect}"
-            )
+        drop_connect_groups = _validation.check_drop_connect_groups(drop_connect_groups, drop_connect)
         kwargs.setdefault("name", f"masked_{layer.name}")
         # The masks take the wrapped layer's variable dtype; computing in its
         # dtype policy too keeps mixed precision layers in their precision.

@@ -308,14 +308,7 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
     inplace = _validation.check_bool("inplace", inplace)
     selected, names = _layer_selector(model, layers)
     rate_of = _drop_connect_rates(model, drop_connect, selected)
-    drop_connect_groups = _validation.check_step(
-        "drop_connect_groups", drop_connect_groups, positive=True)
-    if drop_connect_groups > 1 and not drop_connect:
-        raise ValueError(
-            "Argument `drop_connect_groups` above 1 needs a `drop_connect` rate (there is no "
-            f"noise to draw). Received: drop_connect_groups={drop_connect_groups}, "
-            f"drop_connect={drop_connect!r}"
-        )
+    drop_connect_groups = _validation.check_drop_connect_groups(drop_connect_groups, drop_connect)
 
     def masked(layer, original):
         rate = rate_of(original)

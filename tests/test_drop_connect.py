@@ -195,7 +195,7 @@ def test_bad_drop_connect_is_an_error_and_the_model_is_untouched(drop_connect, e
         ({"drop_connect": 0.1, "drop_connect_groups": 2.0}, TypeError,
          r"`drop_connect_groups` must be an int"),
         ({"drop_connect_groups": 2}, ValueError,
-         r"`drop_connect_groups` above 1 needs `drop_connect > 0`"),
+         r"`drop_connect_groups` above 1 needs a `drop_connect` rate above 0"),
     ],
 )
 def test_bad_masked_arguments_are_errors(kwargs, error, message):
