@@ -20,8 +20,8 @@ separable convnet) and seed, trains:
   `...-dropconnect0.3-conv0.1` with rate 0.1 on the convolutions as well,
   and `...-dropconnect0.3-dense<d>` with the Dense layers pinned at sparsity
   `d` (`PerLayer(..., rest="lamp")`), so the convolutions keep more, and
-  `...-dropconnect0.3-groups4` with four draws of the noise per batch
-  (`drop_connect_groups=4`: example i gets draw i mod 4);
+  `...-dropconnect0.3-groups<g>` with `g` draws of the noise per batch
+  (`drop_connect_groups=g`: example i gets draw i mod g);
 - `budget`: the published network, Dropout kept, trained as `published`,
   then fine-tuned as many epochs again with the callback and an accuracy
   budget of 0.1 point against its own validation score (`max_drop=0.001`,
@@ -134,11 +134,12 @@ def variants():
         table[f"lamp-s0.9-linear-late-dropconnect0.3-dense{dense}"] = {
             **table["lamp-s0.9-linear-late-dropconnect0.3"], "dense_sparsity": dense,
         }
-    # Four draws of the noise per batch instead of one: a less noisy gradient,
+    # 4 or 16 draws of the noise per batch instead of one: a less noisy gradient,
     # closer to Wan et al.'s draw per example (and to Dropout's).
-    table["lamp-s0.9-linear-late-dropconnect0.3-groups4"] = {
-        **table["lamp-s0.9-linear-late-dropconnect0.3"], "drop_connect_groups": 4,
-    }
+    for groups in (4, 16):
+        table[f"lamp-s0.9-linear-late-dropconnect0.3-groups{groups}"] = {
+            **table["lamp-s0.9-linear-late-dropconnect0.3"], "drop_connect_groups": groups,
+        }
     # The callback's default allocation; the budget, not 0.95, sets the sparsity.
     table["budget"] = {"dropout": True, "sparsity": 0.95, "max_drop": 0.001, "fine_tune": True}
     table["budget-steps"] = {**table["budget"], "staircase": True}
