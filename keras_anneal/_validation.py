@@ -135,9 +135,13 @@ def check_probability(name, value):
 
 
 def check_drop_connect_groups(value, drop_connect):
-    """DropConnect draws per batch: a positive int, above 1 only with noise."""
+    """DropConnect draws per batch: a positive int, above 1 only with noise.
+
+    `drop_connect` is a rate or a dict of rates (noise if any is above 0).
+    """
     value = check_step("drop_connect_groups", value, positive=True)
-    if value > 1 and not drop_connect:
+    noisy = any(drop_connect.values()) if isinstance(drop_connect, dict) else drop_connect
+    if value > 1 and not noisy:
         raise ValueError(
             "Argument `drop_connect_groups` above 1 needs a `drop_connect` rate above 0 "
             f"(there is no noise to draw). Received: drop_connect_groups={value}, "

@@ -243,10 +243,11 @@ class Masked(keras.layers.Wrapper):
     noise injection in its limit (Bartoldson et al., NeurIPS 2020): a
     regularizer that can take Dropout's place. By default one draw of `b`
     serves the whole batch; `drop_connect_groups=g` gives example `i` of a
-    batch the draw `i mod g` (Wan et al. draw one per example), at `g`
-    times the layer's training cost (the wrapped layer runs `g` times per
-    step): the noise's expected loss is the same, its gradient less noisy,
-    as with Dropout's draw per example.
+    batch the draw `i mod g` (Wan et al. draw one per example): the wrapped
+    layer runs once per group, on that group's rows. The noise's expected
+    loss is the same, its gradient less noisy, as with Dropout's draw per
+    example. The noise's state saves with the layer, so a run resumed from
+    saved weights draws what the uninterrupted run would have.
 
     Args:
         layer: the `keras.layers.Layer` to wrap: one of `SUPPORTED_LAYERS`
@@ -256,7 +257,9 @@ class Masked(keras.layers.Wrapper):
         seed: non-negative int seed of that noise, or `None`. Defaults to
             `None`.
         drop_connect_groups: positive int, the number of independent draws
-            per training batch (needs `drop_connect > 0` when above 1).
+            per training batch. Above 1 it needs `drop_connect > 0` and a
+            layer of `SUPPORTED_LAYERS` without an activity regularizer
+            (a layer whose call has no side effects to repeat per group).
             Defaults to 1.
         **kwargs: base `Layer` arguments such as `name`. The name defaults
             to `"masked_" + layer.name`.
@@ -267,7 +270,7 @@ class Masked(keras.layers.Wrapper):
         ValueError: if `layer` has no prunable weight, is already wrapped,
             or has LoRA or quantization enabled; if `drop_connect` is
             outside [0, 1), `seed` negative, or `drop_connect_groups` below
-            1 (or above 1 without noise).
+            1 (or above 1 without noise or on another layer).
 
     Example:
 
@@ -313,6 +316,16 @@ class Masked(keras.layers.Wrapper):
         if seed is not None:
             seed = _validation.check_step("seed", seed)
         drop_connect_groups = _validation.check_drop_connect_groups(drop_connect_groups, drop_connect)
+        if drop_connect_groups > 1 and (
+            not isinstance(layer, SUPPORTED_LAYERS) or layer.activity_regularizer is not None
+        ):
+            raise ValueError(
+                "Argument `drop_connect_groups` above 1 needs a layer whose call can run once "
+                "per group: one of SUPPORTED_LAYERS without an activity regularizer (state "
+                "updates, added losses and activity penalties would repeat). Received: "
+                f"drop_connect_groups={drop_connect_groups} for "
+                f"layer={layer.__class__.__name__}(name='{layer.name}')"
+            )
         kwargs.setdefault("name", f"masked_{layer.name}")
         # The masks take the wrapped layer's variable dtype; computing in its
         # dtype policy too keeps mixed precision layers in their precision.
@@ -395,22 +408,16 @@ class Masked(keras.layers.Wrapper):
             return self._call_with(self._masks, inputs, *args, **kwargs)
         if self.drop_connect_groups == 1:
             return self._call_with(self._noisy_masks(), inputs, *args, **kwargs)
-        # Each group's output for the whole batch; example i keeps group i mod g's.
+        # Group h is the rows h, h + g, h + 2g, ...: each runs once, with its own draw.
+        groups = self.drop_connect_groups
+        batch = ops.shape(inputs)[0]
+        rows = [ops.arange(group, batch, groups) for group in range(groups)]
         outputs = [
-            self._call_with(self._noisy_masks(), inputs, *args, **kwargs)
-            for _ in range(self.drop_connect_groups)
+            self._call_with(self._noisy_masks(), ops.take(inputs, group_rows, axis=0), *args, **kwargs)
+            for group_rows in rows
         ]
-        batch = ops.shape(keras.tree.flatten(inputs)[0])[0]
-        group = ops.mod(ops.arange(batch), self.drop_connect_groups)
-
-        def select(*tensors):
-            chosen = tensors[0]
-            for index, tensor in enumerate(tensors[1:], start=1):
-                shape = (-1,) + (1,) * (len(tensor.shape) - 1)
-                chosen = ops.where(ops.reshape(ops.equal(group, index), shape), tensor, chosen)
-            return chosen
-
-        return keras.tree.map_structure(select, *outputs)
+        order = ops.argsort(ops.concatenate(rows, axis=0))
+        return ops.take(ops.concatenate(outputs, axis=0), order, axis=0)
 
     def _noisy_masks(self):
         """The masks with one DropConnect draw: `m * b / (1 - r)`."""
@@ -437,6 +444,23 @@ class Masked(keras.layers.Wrapper):
         if self.drop_connect_groups != 1:
             config.update(drop_connect_groups=self.drop_connect_groups)
         return config
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        if self._noise_seed is not None:
+            # Keras saves no seed state: without it a resumed run would
+            # replay the noise from its first draw.
+            store[str(self._own_variable_count())] = self._noise_seed.state
+
+    def load_own_variables(self, store):
+        count = self._own_variable_count()
+        if self._noise_seed is not None and str(count) in store.keys():
+            self._noise_seed.state.assign(store[str(count)])
+            store = {str(index): store[str(index)] for index in range(count)}
+        super().load_own_variables(store)
+
+    def _own_variable_count(self):
+        return len(self._trainable_variables) + len(self._non_trainable_variables)
 
     def compute_output_spec(self, *args, **kwargs):
         return self.layer.compute_output_spec(*args, **kwargs)

@@ -46,6 +46,10 @@ def nested_model():
     return keras.Model(inputs, L.Dense(2)(inner(inputs)))
 
 
+def named_dense():
+    return keras.Sequential([keras.Input((6,)), L.Dense(2, name="d")])
+
+
 def unbuilt():
     return keras.Sequential([L.Dense(2)])
 
@@ -62,6 +66,7 @@ CASES = [
     ("masked-groups-without-noise", lambda m: keras_anneal.Masked(L.Dense(2), drop_connect_groups=3), ValueError, "drop_connect_groups", "drop_connect_groups=3"),
     ("prune-model-groups", lambda m: keras_anneal.prune_model(m, drop_connect=0.2, drop_connect_groups=0), ValueError, "drop_connect_groups", "drop_connect_groups=0"),
     ("prune-model-groups-without-noise", lambda m: keras_anneal.prune_model(m, drop_connect_groups=2), ValueError, "drop_connect_groups", "drop_connect_groups=2"),
+    ("prune-model-groups-zero-rates", lambda m: keras_anneal.prune_model(named_dense(), drop_connect={"d": 0.0}, drop_connect_groups=2), ValueError, "drop_connect_groups", "drop_connect={'d': 0.0}"),
     ("set-masks-count", lambda m: m.layers[0].set_masks([]), ValueError, "masks", "0 arrays"),
     ("set-masks-shape", lambda m: m.layers[0].set_masks([np.ones((2, 2))]), ValueError, "masks", "shape=(2, 2)"),
     ("set-masks-values", lambda m: m.layers[0].set_masks([np.full((6, 5), 0.5)]), ValueError, "masks", "[0.5]"),
@@ -132,8 +137,8 @@ CASES = [
 ]
 
 
-def test_the_73_kinds_of_bad_input_the_readme_counts():
-    assert len({case[0] for case in CASES}) >= 73
+def test_the_74_kinds_of_bad_input_the_readme_counts():
+    assert len({case[0] for case in CASES}) >= 74
 
 
 @pytest.mark.parametrize("call, error, argument, received", [case[1:] for case in CASES],

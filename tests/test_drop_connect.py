@@ -56,7 +56,7 @@ def test_each_group_of_a_batch_gets_its_own_draw():
     assert not np.array_equal(drops[0], drops[1]) and not np.array_equal(drops[1], drops[2])
     # A batch that does not divide into the groups: rows 0 and 3 share a draw, 0 to 2 do not.
     same = numpy(layer(np.ones((5, 40), "float32"), training=True))
-    np.testing.assert_array_equal(same[0], same[3])
+    np.testing.assert_allclose(same[0], same[3], rtol=1e-6, atol=1e-6)
     assert not np.array_equal(same[0], same[1]) and not np.array_equal(same[1], same[2])
     np.testing.assert_array_equal(numpy(layer(eye)), kernel * layer.get_masks()[0])
 
@@ -77,6 +77,35 @@ def test_grouped_draws_train_and_round_trip(tmp_path):
     loaded = keras.models.load_model(path)
     assert loaded.get_layer("masked_hidden").drop_connect_groups == 4
     np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-6)
+
+
+def noisy_mlp(weights=None):
+    model = keras.Sequential([
+        keras.Input((8,)),
+        Masked(keras.layers.Dense(16, activation="relu"), drop_connect=0.5, seed=1),
+        Masked(keras.layers.Dense(4), drop_connect=0.5, seed=2),
+    ])
+    if weights is not None:
+        model.set_weights(weights)
+    model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    return model
+
+
+def test_a_run_resumed_from_saved_weights_draws_the_noise_it_would_have(tmp_path):
+    keras.utils.set_random_seed(0)
+    start = noisy_mlp().get_weights()  # Masks and kernels (the noise's state is not a weight).
+    x, y = regression_data()
+    whole = noisy_mlp(start)
+    whole.fit(x, y, epochs=2, batch_size=16, shuffle=False, verbose=0)
+    first = noisy_mlp(start)
+    first.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    path = str(tmp_path / "resume.weights.h5")
+    first.save_weights(path)
+    resumed = noisy_mlp(start)
+    resumed.load_weights(path)  # The noise's state comes back with the weights.
+    resumed.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    for a, b in zip(whole.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
 
 
 def test_inference_uses_the_masked_weights_unscaled():
@@ -196,11 +225,18 @@ def test_bad_drop_connect_is_an_error_and_the_model_is_untouched(drop_connect, e
          r"`drop_connect_groups` must be an int"),
         ({"drop_connect_groups": 2}, ValueError,
          r"`drop_connect_groups` above 1 needs a `drop_connect` rate above 0"),
+        ({"drop_connect": 0.1, "drop_connect_groups": 2,
+          "layer": keras.layers.Dense(2, activity_regularizer="l2")}, ValueError,
+         r"`drop_connect_groups` above 1 needs a layer whose call can run once per group"),
+        ({"drop_connect": 0.1, "drop_connect_groups": 2,
+          "layer": keras.layers.MultiHeadAttention(2, 4)}, ValueError,
+         r"drop_connect_groups=2 for layer=MultiHeadAttention"),
     ],
 )
 def test_bad_masked_arguments_are_errors(kwargs, error, message):
+    layer = kwargs.pop("layer", keras.layers.Dense(2))
     with pytest.raises(error, match=message):
-        Masked(keras.layers.Dense(2), **kwargs)
+        Masked(layer, **kwargs)
 
 
 class Block(keras.layers.Layer):
