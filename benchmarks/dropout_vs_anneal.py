@@ -80,7 +80,7 @@ def variants():
     }
     # DropConnect on the two pruned Dense layers' kept weights (one draw per
     # batch, inverted scaling): pruning's noise at every step, in the graph.
-    for rate in (0.3, 0.5, 0.7):
+    for rate in (0.3, 0.5, 0.6, 0.7):
         table[f"recommended-dropconnect{rate}-s0.9"] = {**recommended, "drop_connect": rate}
     # The chosen rate with four draws per batch (example i gets draw i mod 4):
     # closer to Wan et al.'s draw per example, a less noisy gradient.
