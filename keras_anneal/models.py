@@ -309,10 +309,6 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
     selected, names = _layer_selector(model, layers)
     rate_of = _drop_connect_rates(model, drop_connect, selected)
     drop_connect_groups = _validation.check_drop_connect_groups(drop_connect_groups, drop_connect)
-
-    def masked(layer, original):
-        rate = rate_of(original)
-        return Masked(layer, drop_connect=rate, drop_connect_groups=drop_connect_groups if rate else 1)
     if not any(is_prunable(layer) for layer in _all_layers(model)) and not is_prunable(model):
         raise ValueError(
             f"Argument `model` holds no prunable weight. Received: model '{model.name}' with "
@@ -320,6 +316,10 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
         )
     skipped = {}
     wrapped = set()
+
+    def masked(copy, original):
+        rate = rate_of(original)  # Noiseless layers take one draw: there is nothing to draw.
+        return Masked(copy, drop_connect=rate, drop_connect_groups=drop_connect_groups if rate else 1)
 
     def clone(layer):
         if not isinstance(layer, keras.layers.Layer):
