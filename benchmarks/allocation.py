@@ -21,7 +21,9 @@ separable convnet) and seed, trains:
   and `...-dropconnect0.3-dense<d>` with the Dense layers pinned at sparsity
   `d` (`PerLayer(..., rest="lamp")`), so the convolutions keep more, and
   `...-dropconnect0.3-groups<g>` with `g` draws of the noise per batch
-  (`drop_connect_groups=g`: example i gets draw i mod g);
+  (`drop_connect_groups=g`: example i gets draw i mod g), and
+  `...-gaussian<r>` with the noise of rate `r` drawn as normal noise per
+  example and weight (`drop_connect_noise="gaussian"`);
 - `budget`: the published network, Dropout kept, trained as `published`,
   then fine-tuned as many epochs again with the callback and an accuracy
   budget of 0.1 point against its own validation score (`max_drop=0.001`,
@@ -140,6 +142,12 @@ def variants():
         table[f"lamp-s0.9-linear-late-dropconnect0.3-groups{groups}"] = {
             **table["lamp-s0.9-linear-late-dropconnect0.3"], "drop_connect_groups": groups,
         }
+    # The noise as normal noise of the same variance, drawn per example and
+    # per weight (Kingma et al. 2015's local reparameterization).
+    for rate in (0.3, 0.5):
+        table[f"lamp-s0.9-linear-late-gaussian{rate}"] = {
+            **table["lamp-s0.9-linear-late"], "drop_connect": rate, "drop_connect_noise": "gaussian",
+        }
     # The callback's default allocation; the budget, not 0.95, sets the sparsity.
     table["budget"] = {"dropout": True, "sparsity": 0.95, "max_drop": 0.001, "fine_tune": True}
     table["budget-steps"] = {**table["budget"], "staircase": True}
@@ -231,7 +239,8 @@ def run(network, config, seed, data, args):
         if "conv_drop_connect" in config:
             rates[keras.layers.Conv2D] = config["conv_drop_connect"]
         model = keras_anneal.prune_model(
-            model, drop_connect=rates, drop_connect_groups=config.get("drop_connect_groups", 1))
+            model, drop_connect=rates, drop_connect_groups=config.get("drop_connect_groups", 1),
+            drop_connect_noise=config.get("drop_connect_noise", "bernoulli"))
         if "dense_sparsity" in config:  # The Dense layers pinned, the rest by the allocation.
             options["allocation"] = keras_anneal.allocation.PerLayer(
                 {layer.name: config["dense_sparsity"] for layer in keras_anneal.masked_layers(model)

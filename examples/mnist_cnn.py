@@ -85,13 +85,16 @@ def make_schedule(name="fsa", final_sparsity=0.9, mu=None):
 
 def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, frequency=50,
             criterion="magnitude", temporary=None, regrowth=None, regrowth_data=None,
-            drop_connect=0.0, allocation="lamp", conv_drop_connect=0.0, drop_connect_groups=1):
+            drop_connect=0.0, allocation="lamp", conv_drop_connect=0.0, drop_connect_groups=1,
+            drop_connect_noise="bernoulli"):
     """The model to train and the callbacks it needs, for one regularizer.
 
     `drop_connect` is the DropConnect rate of the pruned Dense layers
     (`prune_model(drop_connect=...)`: at each training step that fraction
     of their kept weights is left out), drawn `drop_connect_groups` times
-    per batch (`Masked(drop_connect_groups=...)`). `conv_drop_connect > 0` also wraps
+    per batch (`Masked(drop_connect_groups=...)`), or per example and
+    weight as normal noise of the same variance with
+    `drop_connect_noise="gaussian"`. `conv_drop_connect > 0` also wraps
     the second convolution, where Dropout(0.25) acted, for DropConnect at
     that rate; it stays dense (`PerLayer({conv: None}, rest=allocation)`)
     and the Dense layers still lose `final_sparsity` of their weights.
@@ -119,7 +122,8 @@ def prepare(regularizer="anneal", schedule="fsa", final_sparsity=0.9, mu=None, f
         dense = sum(math.prod(layer.kernel.shape) for layer in model.layers if isinstance(layer, keras.layers.Dense))
         overall = final_sparsity * dense / (dense + math.prod(conv.kernel.shape))
     model = keras_anneal.prune_model(
-        model, layers=selected, drop_connect=rates, drop_connect_groups=drop_connect_groups)
+        model, layers=selected, drop_connect=rates, drop_connect_groups=drop_connect_groups,
+        drop_connect_noise=drop_connect_noise)
     pruning = keras_anneal.AnnealedPruning(
         make_schedule(schedule, overall, mu),
         frequency,
@@ -147,6 +151,8 @@ def main(argv=None):
                         help="DropConnect rate of the pruned Dense layers' kept weights in training")
     parser.add_argument("--drop-connect-groups", type=int, default=1,
                         help="independent DropConnect draws per batch (example i gets draw i mod g)")
+    parser.add_argument("--drop-connect-noise", choices=["bernoulli", "gaussian"], default="bernoulli",
+                        help="weights left out (bernoulli) or scaled by normal noise per example (gaussian)")
     parser.add_argument("--conv-drop-connect", type=float, default=0.0,
                         help="DropConnect rate of the second convolution (wrapped, left dense)")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
@@ -160,7 +166,7 @@ def main(argv=None):
     model, callbacks = prepare(
         args.regularizer, args.schedule, args.final_sparsity, args.mu, args.frequency,
         drop_connect=args.drop_connect, conv_drop_connect=args.conv_drop_connect,
-        drop_connect_groups=args.drop_connect_groups,
+        drop_connect_groups=args.drop_connect_groups, drop_connect_noise=args.drop_connect_noise,
     )
     model.fit(x_train, y_train, batch_size=BATCH_SIZE, epochs=args.epochs,
               validation_data=(x_test, y_test), callbacks=callbacks, verbose=2)

@@ -219,6 +219,30 @@ def _substituted(slots, values):
             object.__setattr__(layer, name, value)
 
 
+# How `Masked(drop_connect=r)` draws its noise on the kept weights.
+DROP_CONNECT_NOISES = ("bernoulli", "gaussian")
+
+
+def _check_gaussian_drop_connect(layer, drop_connect, groups):
+    """Gaussian DropConnect draws a Dense pre-activation whole: only there it applies."""
+    problem = None
+    if not drop_connect:
+        problem = "a `drop_connect` rate above 0 (there is no noise to draw)"
+    elif groups != 1:
+        problem = "one group (it already draws per example)"
+    elif not isinstance(layer, keras.layers.Dense) or type(layer).call is not keras.layers.Dense.call:
+        problem = "a `keras.layers.Dense` running Dense's own `call`"
+    elif layer.activity_regularizer is not None:
+        problem = "a Dense layer without an activity regularizer"
+    if problem:
+        raise ValueError(
+            f"Argument `drop_connect_noise` is 'gaussian', which needs {problem}. Received: "
+            f"drop_connect_noise='gaussian', drop_connect={drop_connect!r}, "
+            f"drop_connect_groups={groups!r} for "
+            f"layer={layer.__class__.__name__}(name='{layer.name}')"
+        )
+
+
 @keras.saving.register_keras_serializable(package="keras_anneal")
 class Masked(keras.layers.Wrapper):
     """Wraps a layer and multiplies each prunable weight by a 0/1 mask.
@@ -246,8 +270,17 @@ class Masked(keras.layers.Wrapper):
     batch the draw `i mod g` (Wan et al. draw one per example): the wrapped
     layer runs once per group, on that group's rows. The noise's expected
     loss is the same, its gradient less noisy, as with Dropout's draw per
-    example. The noise's state saves with the layer, so a run resumed from
-    saved weights draws what the uninterrupted run would have.
+    example. With `drop_connect_noise="gaussian"` (a `keras.layers.Dense`
+    only) every example gets its own draw of every weight, the kept weights
+    times `1 + sigma * e`, `e ~ N(0, 1)`, `sigma = sqrt(r / (1 - r))` (the
+    same mean and variance as the Bernoulli draw, as `GaussianDropout`
+    matches `Dropout`), at the cost of one more matrix product: the
+    pre-activation `z = x (w * m) + bias` is then exactly normal, with
+    variance `sigma^2 * x^2 (w * m)^2`, and is drawn as such (the local
+    reparameterization of Kingma, Salimans and Welling 2015; Wan et al.'s
+    own Gaussian reading of DropConnect). The noise's state saves with the
+    layer, so a run resumed from saved weights draws what the uninterrupted
+    run would have.
 
     Args:
         layer: the `keras.layers.Layer` to wrap: one of `SUPPORTED_LAYERS`
@@ -261,6 +294,11 @@ class Masked(keras.layers.Wrapper):
             layer of `SUPPORTED_LAYERS` without an activity regularizer
             (a layer whose call has no side effects to repeat per group).
             Defaults to 1.
+        drop_connect_noise: `"bernoulli"` (weights left out, the rest
+            scaled) or `"gaussian"` (weights scaled by normal noise, drawn
+            per example; needs `drop_connect > 0`, one group, and a
+            `keras.layers.Dense` whose `call` is Dense's own, without an
+            activity regularizer). Defaults to `"bernoulli"`.
         **kwargs: base `Layer` arguments such as `name`. The name defaults
             to `"masked_" + layer.name`.
 
@@ -269,8 +307,10 @@ class Masked(keras.layers.Wrapper):
             float, `seed` or `drop_connect_groups` not an int.
         ValueError: if `layer` has no prunable weight, is already wrapped,
             or has LoRA or quantization enabled; if `drop_connect` is
-            outside [0, 1), `seed` negative, or `drop_connect_groups` below
-            1 (or above 1 without noise or on another layer).
+            outside [0, 1), `seed` negative, `drop_connect_groups` below
+            1 (or above 1 without noise or on another layer), or
+            `drop_connect_noise` unknown (or `"gaussian"` where it cannot
+            apply).
 
     Example:
 
@@ -287,7 +327,8 @@ class Masked(keras.layers.Wrapper):
     True
     """
 
-    def __init__(self, layer, drop_connect=0.0, seed=None, drop_connect_groups=1, **kwargs):
+    def __init__(self, layer, drop_connect=0.0, seed=None, drop_connect_groups=1,
+                 drop_connect_noise="bernoulli", **kwargs):
         if not isinstance(layer, keras.layers.Layer):
             raise TypeError(
                 "Argument `layer` must be a `keras.layers.Layer` instance. "
@@ -326,6 +367,10 @@ class Masked(keras.layers.Wrapper):
                 f"drop_connect_groups={drop_connect_groups} for "
                 f"layer={layer.__class__.__name__}(name='{layer.name}')"
             )
+        drop_connect_noise = _validation.check_choice(
+            "drop_connect_noise", drop_connect_noise, DROP_CONNECT_NOISES)
+        if drop_connect_noise == "gaussian":
+            _check_gaussian_drop_connect(layer, drop_connect, drop_connect_groups)
         kwargs.setdefault("name", f"masked_{layer.name}")
         # The masks take the wrapped layer's variable dtype; computing in its
         # dtype policy too keeps mixed precision layers in their precision.
@@ -334,6 +379,7 @@ class Masked(keras.layers.Wrapper):
         self.drop_connect = drop_connect
         self.seed = seed
         self.drop_connect_groups = drop_connect_groups
+        self.drop_connect_noise = drop_connect_noise
         # Only a noisy layer holds a seed generator (and its state variable).
         self._noise_seed = keras.random.SeedGenerator(seed) if drop_connect else None
         self.supports_masking = layer.supports_masking
@@ -406,6 +452,8 @@ class Masked(keras.layers.Wrapper):
         # `training` reaches the wrapped layer through Keras' call context.
         if not (training and self.drop_connect):
             return self._call_with(self._masks, inputs, *args, **kwargs)
+        if self.drop_connect_noise == "gaussian":
+            return self._dense_with_gaussian_noise(inputs)
         if self.drop_connect_groups == 1:
             return self._call_with(self._noisy_masks(), inputs, *args, **kwargs)
         # Group h is the rows h, h + g, h + 2g, ...: each runs once, with its own draw.
@@ -426,6 +474,28 @@ class Masked(keras.layers.Wrapper):
             for mask in self._masks
         ]
 
+    def _dense_with_gaussian_noise(self, inputs):
+        """Dense's call with each example's own draw of `w * m * (1 + sigma * e)`.
+
+        The pre-activation is drawn whole: mean `x k`, variance
+        `sigma^2 * x^2 k^2`, with `k = w * m` (Kingma et al. 2015).
+        """
+        dense = self.layer
+        dtype = dense.compute_dtype
+        kernel = ops.cast(ops.multiply(self._variables[0], self._masks[0]), dtype)
+        inputs = ops.cast(inputs, dtype)
+        mean = ops.matmul(inputs, kernel)
+        variance = ops.matmul(ops.square(inputs), ops.square(kernel))
+        sigma = math.sqrt(self.drop_connect / (1.0 - self.drop_connect))
+        # The epsilon keeps the square root's gradient finite where a unit
+        # reads no kept weight (variance 0).
+        spread = ops.sqrt(ops.add(variance, keras.config.epsilon()))
+        noise = keras.random.normal(ops.shape(mean), seed=self._noise_seed, dtype=dtype)
+        outputs = ops.add(mean, ops.multiply(sigma * spread, noise))
+        if dense.bias is not None:
+            outputs = ops.add(outputs, ops.cast(dense.bias, dtype))
+        return dense.activation(outputs) if dense.activation is not None else outputs
+
     def _call_with(self, masks, inputs, *args, **kwargs):
         """The wrapped layer's call with its prunable weights times `masks`."""
         # Cast as Keras autocasts a variable read in the layer's call: a
@@ -443,6 +513,8 @@ class Masked(keras.layers.Wrapper):
             config.update(drop_connect=self.drop_connect, seed=self.seed)
         if self.drop_connect_groups != 1:
             config.update(drop_connect_groups=self.drop_connect_groups)
+        if self.drop_connect_noise != "bernoulli":
+            config.update(drop_connect_noise=self.drop_connect_noise)
         return config
 
     def save_own_variables(self, store):

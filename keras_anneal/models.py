@@ -8,6 +8,7 @@ import keras
 
 from keras_anneal import _validation
 from keras_anneal import masking
+from keras_anneal.layers import DROP_CONNECT_NOISES
 from keras_anneal.layers import SUPPORTED_LAYERS
 from keras_anneal.layers import Masked
 from keras_anneal.layers import is_prunable
@@ -249,7 +250,8 @@ def _layer_selector(model, layers):
     return selected, names
 
 
-def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connect_groups=1):
+def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connect_groups=1,
+                drop_connect_noise="bernoulli"):
     """A copy of `model` with its prunable layers wrapped in `Masked`.
 
     The copy has the same architecture and weights, with all masks at one
@@ -280,6 +282,9 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
             Dropout would. Defaults to 0.0 (no noise).
         drop_connect_groups: independent DropConnect draws per training
             batch in each noisy layer (see `Masked`). Defaults to 1.
+        drop_connect_noise: how each noisy layer draws (see `Masked`):
+            `"bernoulli"` or `"gaussian"` (per example; Dense layers only).
+            Defaults to `"bernoulli"`.
 
     Returns:
         The new `keras.Model`.
@@ -293,8 +298,9 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
             weight, or if a layer cannot be copied (the message says how to
             make it copyable, or to pass `inplace=True`), or if a rate of
             `drop_connect` is outside [0, 1) or its dict names a layer that
-            is not wrapped, or if `drop_connect_groups` is below 1 (or
-            above 1 with no `drop_connect`).
+            is not wrapped, if `drop_connect_groups` is below 1 (or
+            above 1 with no `drop_connect`), or if `drop_connect_noise` is
+            unknown or `"gaussian"` for a noisy layer that is not a Dense.
 
     Example:
 
@@ -309,6 +315,8 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
     selected, names = _layer_selector(model, layers)
     rate_of = _drop_connect_rates(model, drop_connect, selected)
     drop_connect_groups = _validation.check_drop_connect_groups(drop_connect_groups, drop_connect)
+    drop_connect_noise = _validation.check_choice(
+        "drop_connect_noise", drop_connect_noise, DROP_CONNECT_NOISES)
     if not any(is_prunable(layer) for layer in _all_layers(model)) and not is_prunable(model):
         raise ValueError(
             f"Argument `model` holds no prunable weight. Received: model '{model.name}' with "
@@ -318,8 +326,11 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
     wrapped = set()
 
     def masked(copy, original):
-        rate = rate_of(original)  # Noiseless layers take one draw: there is nothing to draw.
-        return Masked(copy, drop_connect=rate, drop_connect_groups=drop_connect_groups if rate else 1)
+        rate = rate_of(original)  # Noiseless layers take the defaults: there is nothing to draw.
+        if not rate:
+            return Masked(copy)
+        return Masked(copy, drop_connect=rate, drop_connect_groups=drop_connect_groups,
+                      drop_connect_noise=drop_connect_noise)
 
     def clone(layer):
         if not isinstance(layer, keras.layers.Layer):
