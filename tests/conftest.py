@@ -25,6 +25,17 @@ class Scale(keras.layers.Layer):
         return [self.scale]
 
 
+class DenseBlock(keras.layers.Layer):
+    """A custom layer holding one Dense: `prune_model` wraps the block whole."""
+
+    def __init__(self, units, inner_name="inner", **kwargs):
+        super().__init__(**kwargs)
+        self.inner = keras.layers.Dense(units, name=inner_name)
+
+    def call(self, x):
+        return self.inner(x)
+
+
 def small_mlp(inputs=8, hidden=16, outputs=4):
     return keras.Sequential(
         [

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from conftest import DenseBlock
 from conftest import regression_data
 from conftest import small_mlp
 
@@ -239,20 +240,10 @@ def test_bad_masked_arguments_are_errors(kwargs, error, message):
         Masked(layer, **kwargs)
 
 
-class Block(keras.layers.Layer):
-    """A custom layer holding a Dense: prune_model wraps the block whole."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.inner = keras.layers.Dense(3, name="inner_dense")
-
-    def call(self, x):
-        return self.inner(x)
-
-
 def test_a_rate_for_a_layer_inside_a_custom_layer_is_refused_not_ignored():
     inputs = keras.Input((4,))
-    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(Block(name="block")(inputs)))
+    block = DenseBlock(3, inner_name="inner_dense", name="block")
+    model = keras.Model(inputs, keras.layers.Dense(2, name="out")(block(inputs)))
     for rates in ({"inner_dense": 0.3}, {"inner_dense": 0.3, "out": 0.1}):
         with pytest.raises(ValueError, match=r"does not wrap: \['inner_dense'\]"):
             keras_anneal.prune_model(model, drop_connect=rates)

@@ -4,6 +4,7 @@ import warnings
 import keras
 import numpy as np
 import pytest
+from conftest import DenseBlock
 from conftest import Scale
 
 import keras_anneal
@@ -226,16 +227,8 @@ def test_a_model_without_masks_is_reported_from_its_zeros():
 
 
 def test_class_selection_warns_of_matching_layers_inside_an_unwrapped_custom_layer():
-    class Block(keras.layers.Layer):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.inner = keras.layers.Dense(4, name="inner")
-
-        def call(self, x):
-            return self.inner(x)
-
     inputs = keras.Input((4,))
-    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(Block(name="block")(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(DenseBlock(4, name="block")(inputs)))
     for selection in ([keras.layers.Dense], keras.layers.Dense):
         with pytest.warns(UserWarning, match=r"\['inner'\] inside 'block'.*add that layer's name"):
             pruned = keras_anneal.prune_model(model, layers=selection)
