@@ -14,6 +14,7 @@ import numpy as np
 from keras import ops
 
 from keras_anneal import _validation
+from keras_anneal import drop_connect as noise
 from keras_anneal import masking
 
 # The registry: layer class -> names of its prunable weights (the public
@@ -219,30 +220,6 @@ def _substituted(slots, values):
             object.__setattr__(layer, name, value)
 
 
-# How `Masked(drop_connect=r)` draws its noise on the kept weights.
-DROP_CONNECT_NOISES = ("bernoulli", "gaussian")
-
-
-def _check_gaussian_drop_connect(layer, drop_connect, groups):
-    """Gaussian DropConnect draws a Dense pre-activation whole: only there it applies."""
-    problem = None
-    if not drop_connect:
-        problem = "a `drop_connect` rate above 0 (there is no noise to draw)"
-    elif groups != 1:
-        problem = "one group (it already draws per example)"
-    elif not isinstance(layer, keras.layers.Dense) or type(layer).call is not keras.layers.Dense.call:
-        problem = "a `keras.layers.Dense` running Dense's own `call`"
-    elif layer.activity_regularizer is not None:
-        problem = "a Dense layer without an activity regularizer"
-    if problem:
-        raise ValueError(
-            f"Argument `drop_connect_noise` is 'gaussian', which needs {problem}. Received: "
-            f"drop_connect_noise='gaussian', drop_connect={drop_connect!r}, "
-            f"drop_connect_groups={groups!r} for "
-            f"layer={layer.__class__.__name__}(name='{layer.name}')"
-        )
-
-
 @keras.saving.register_keras_serializable(package="keras_anneal")
 class Masked(keras.layers.Wrapper):
     """Wraps a layer and multiplies each prunable weight by a 0/1 mask.
@@ -367,10 +344,8 @@ class Masked(keras.layers.Wrapper):
                 f"drop_connect_groups={drop_connect_groups} for "
                 f"layer={layer.__class__.__name__}(name='{layer.name}')"
             )
-        drop_connect_noise = _validation.check_choice(
-            "drop_connect_noise", drop_connect_noise, DROP_CONNECT_NOISES)
-        if drop_connect_noise == "gaussian":
-            _check_gaussian_drop_connect(layer, drop_connect, drop_connect_groups)
+        drop_connect_noise = noise.check_kind(
+            drop_connect_noise, layer, drop_connect, drop_connect_groups)
         kwargs.setdefault("name", f"masked_{layer.name}")
         # The masks take the wrapped layer's variable dtype; computing in its
         # dtype policy too keeps mixed precision layers in their precision.
@@ -453,48 +428,14 @@ class Masked(keras.layers.Wrapper):
         if not (training and self.drop_connect):
             return self._call_with(self._masks, inputs, *args, **kwargs)
         if self.drop_connect_noise == "gaussian":
-            return self._dense_with_gaussian_noise(inputs)
-        if self.drop_connect_groups == 1:
-            return self._call_with(self._noisy_masks(), inputs, *args, **kwargs)
+            kernel = ops.multiply(self._variables[0], self._masks[0])
+            return noise.gaussian_dense(self.layer, kernel, inputs, self.drop_connect, self._noise_seed)
         # Group h is the rows h, h + g, h + 2g, ...: each runs once, with its own draw.
-        groups = self.drop_connect_groups
-        batch = ops.shape(inputs)[0]
-        rows = [ops.arange(group, batch, groups) for group in range(groups)]
-        outputs = [
-            self._call_with(self._noisy_masks(), ops.take(inputs, group_rows, axis=0), *args, **kwargs)
-            for group_rows in rows
-        ]
-        order = ops.argsort(ops.concatenate(rows, axis=0))
-        return ops.take(ops.concatenate(outputs, axis=0), order, axis=0)
-
-    def _noisy_masks(self):
-        """The masks with one DropConnect draw: `m * b / (1 - r)`."""
-        return [
-            keras.random.dropout(ops.convert_to_tensor(mask), self.drop_connect, seed=self._noise_seed)
-            for mask in self._masks
-        ]
-
-    def _dense_with_gaussian_noise(self, inputs):
-        """Dense's call with each example's own draw of `w * m * (1 + sigma * e)`.
-
-        The pre-activation is drawn whole: mean `x k`, variance
-        `sigma^2 * x^2 k^2`, with `k = w * m` (Kingma et al. 2015).
-        """
-        dense = self.layer
-        dtype = dense.compute_dtype
-        kernel = ops.cast(ops.multiply(self._variables[0], self._masks[0]), dtype)
-        inputs = ops.cast(inputs, dtype)
-        mean = ops.matmul(inputs, kernel)
-        variance = ops.matmul(ops.square(inputs), ops.square(kernel))
-        sigma = math.sqrt(self.drop_connect / (1.0 - self.drop_connect))
-        # The epsilon keeps the square root's gradient finite where a unit
-        # reads no kept weight (variance 0).
-        spread = ops.sqrt(ops.add(variance, keras.config.epsilon()))
-        noise = keras.random.normal(ops.shape(mean), seed=self._noise_seed, dtype=dtype)
-        outputs = ops.add(mean, ops.multiply(sigma * spread, noise))
-        if dense.bias is not None:
-            outputs = ops.add(outputs, ops.cast(dense.bias, dtype))
-        return dense.activation(outputs) if dense.activation is not None else outputs
+        return noise.in_groups(
+            lambda rows: self._call_with(
+                noise.bernoulli_masks(self._masks, self.drop_connect, self._noise_seed),
+                rows, *args, **kwargs),
+            inputs, self.drop_connect_groups)
 
     def _call_with(self, masks, inputs, *args, **kwargs):
         """The wrapped layer's call with its prunable weights times `masks`."""

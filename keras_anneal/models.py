@@ -7,8 +7,8 @@ import warnings
 import keras
 
 from keras_anneal import _validation
+from keras_anneal import drop_connect as noise
 from keras_anneal import masking
-from keras_anneal.layers import DROP_CONNECT_NOISES
 from keras_anneal.layers import SUPPORTED_LAYERS
 from keras_anneal.layers import Masked
 from keras_anneal.layers import is_prunable
@@ -316,7 +316,7 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
     rate_of = _drop_connect_rates(model, drop_connect, selected)
     drop_connect_groups = _validation.check_drop_connect_groups(drop_connect_groups, drop_connect)
     drop_connect_noise = _validation.check_choice(
-        "drop_connect_noise", drop_connect_noise, DROP_CONNECT_NOISES)
+        "drop_connect_noise", drop_connect_noise, noise.KINDS)
     if not any(is_prunable(layer) for layer in _all_layers(model)) and not is_prunable(model):
         raise ValueError(
             f"Argument `model` holds no prunable weight. Received: model '{model.name}' with "
