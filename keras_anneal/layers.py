@@ -250,14 +250,10 @@ class Masked(keras.layers.Wrapper):
     example. With `drop_connect_noise="gaussian"` (a `keras.layers.Dense`
     only) every example gets its own draw of every weight, the kept weights
     times `1 + sigma * e`, `e ~ N(0, 1)`, `sigma = sqrt(r / (1 - r))` (the
-    same mean and variance as the Bernoulli draw, as `GaussianDropout`
-    matches `Dropout`), at the cost of one more matrix product: the
-    pre-activation `z = x (w * m) + bias` is then exactly normal, with
-    variance `sigma^2 * x^2 (w * m)^2`, and is drawn as such (the local
-    reparameterization of Kingma, Salimans and Welling 2015; Wan et al.'s
-    own Gaussian reading of DropConnect). The noise's state saves with the
-    layer, so a run resumed from saved weights draws what the uninterrupted
-    run would have.
+    Bernoulli draw's mean and variance), drawn through the pre-activation at
+    the cost of one more matrix product (`keras_anneal.drop_connect`). The
+    noise's state saves with the layer, so a run resumed from saved weights
+    draws what the uninterrupted run would have.
 
     Args:
         layer: the `keras.layers.Layer` to wrap: one of `SUPPORTED_LAYERS`
