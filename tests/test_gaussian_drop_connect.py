@@ -143,3 +143,12 @@ def test_prune_model_refuses_and_leaves_the_model_untouched(drop_connect, noise,
                                  inplace=True)
     assert model.layers == layers_before
     assert not any(isinstance(layer, Masked) for layer in model.layers)
+
+
+def test_a_sequence_input_draws_per_example_and_position():
+    layer = Masked(keras.layers.Dense(4), drop_connect=RATE, seed=0, drop_connect_noise="gaussian")
+    x = np.ones((2, 5, 3), "float32")  # Dense on the last axis, as Dense does.
+    noisy = numpy(layer(x, training=True))
+    assert noisy.shape == (2, 5, 4)
+    assert not np.allclose(noisy[0, 0], noisy[0, 1]) and not np.allclose(noisy[0, 0], noisy[1, 0])
+    np.testing.assert_allclose(numpy(layer(x)), numpy(layer.layer(x)), rtol=1e-6)
