@@ -6,10 +6,11 @@ batch 128, 12 epochs). With `--regularizer anneal` the two Dropout layers go,
 and the two Dense layers they guarded are pruned during `fit` instead:
 
     python examples/mnist_cnn.py --regularizer dropout     # the original
-    python examples/mnist_cnn.py --regularizer anneal      # FSA to 90% of the dense weights
+    python examples/mnist_cnn.py --regularizer anneal      # 90% of the dense weights, DropConnect 0.5
     python examples/mnist_cnn.py --regularizer anneal --schedule constant-rate
-    python examples/mnist_cnn.py --regularizer anneal --schedule recommended --drop-connect 0.3
-    python examples/mnist_cnn.py --regularizer anneal --conv-drop-connect 0.25  # noise on the conv too
+    python examples/mnist_cnn.py --regularizer anneal --drop-connect-noise bernoulli  # one draw per batch
+    python examples/mnist_cnn.py --regularizer anneal --schedule fsa --drop-connect 0  # pruning alone
+    python examples/mnist_cnn.py --regularizer anneal --drop-connect-noise bernoulli --conv-drop-connect 0.25
     python examples/mnist_cnn.py --regularizer hybrid    # Dropout kept, its rate scaled to the connections left
     python examples/mnist_cnn.py --regularizer none
 
@@ -151,10 +152,10 @@ def main(argv=None):
                         help="DropConnect rate of the pruned Dense layers' kept weights in training")
     parser.add_argument("--drop-connect-groups", type=int, default=1,
                         help="independent DropConnect draws per batch (example i gets draw i mod g)")
-    parser.add_argument("--drop-connect-noise", choices=["bernoulli", "gaussian"], default="bernoulli",
+    parser.add_argument("--drop-connect-noise", choices=["bernoulli", "gaussian"], default="gaussian",
                         help="weights left out (bernoulli) or scaled by normal noise per example (gaussian)")
     parser.add_argument("--conv-drop-connect", type=float, default=0.0,
-                        help="DropConnect rate of the second convolution (wrapped, left dense)")
+                        help="DropConnect rate of the second convolution (wrapped, left dense; Bernoulli noise only)")
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--data", help="local mnist.npz; downloads MNIST if omitted")
     parser.add_argument("--subset", type=int, help="train on the first N images only")

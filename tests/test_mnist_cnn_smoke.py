@@ -64,8 +64,9 @@ def test_example_runs_end_to_end(mnist_file):
     assert report.pruned == int(0.9 * report.total)  # Exact overall, LAMP across layers:
     big, small = report.layers  # the 1.2 M-weight kernel gives more than the 1,280 one.
     assert big.sparsity > 0.9 > small.sparsity
-    noisy = [layer.drop_connect for layer in model.layers if isinstance(layer, keras_anneal.Masked)]
-    assert noisy == [0.5, 0.5]  # The example's default: DropConnect 0.5.
+    noisy = [(layer.drop_connect, layer.drop_connect_noise)
+             for layer in model.layers if isinstance(layer, keras_anneal.Masked)]
+    assert noisy == [(0.5, "gaussian")] * 2  # The example's default: DropConnect 0.5, per example.
 
 
 def test_benchmark_writes_a_consistent_results_file(mnist_file, tmp_path):
