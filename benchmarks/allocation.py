@@ -23,7 +23,10 @@ separable convnet) and seed, trains:
   `...-dropconnect0.3-groups<g>` with `g` draws of the noise per batch
   (`drop_connect_groups=g`: example i gets draw i mod g), and
   `...-gaussian<r>` with the noise of rate `r` drawn as normal noise per
-  example and weight (`drop_connect_noise="gaussian"`);
+  example and weight (`drop_connect_noise="gaussian"`), and
+  `...-gaussian0.5-conv<c>` with that noise at rate `c` on the convolutions
+  too (each output position drawn apart: noise on the features the
+  published network's Dropout acted on);
 - `budget`: the published network, Dropout kept, trained as `published`,
   then fine-tuned as many epochs again with the callback and an accuracy
   budget of 0.1 point against its own validation score (`max_drop=0.001`,
@@ -147,6 +150,12 @@ def variants():
     for rate in (0.3, 0.5):
         table[f"lamp-s0.9-linear-late-gaussian{rate}"] = {
             **table["lamp-s0.9-linear-late"], "drop_connect": rate, "drop_connect_noise": "gaussian",
+        }
+    # The same on the convolutions, drawn per example and output position:
+    # noise on the feature maps whose flattening the published Dropout drops.
+    for rate in (0.1, 0.3):
+        table[f"lamp-s0.9-linear-late-gaussian0.5-conv{rate}"] = {
+            **table["lamp-s0.9-linear-late-gaussian0.5"], "conv_drop_connect": rate,
         }
     # The callback's default allocation; the budget, not 0.95, sets the sparsity.
     table["budget"] = {"dropout": True, "sparsity": 0.95, "max_drop": 0.001, "fine_tune": True}

@@ -6,8 +6,8 @@ draw per group of examples. Gaussian: the kept weights times
 `1 + sigma * e`, `e ~ N(0, 1)`, `sigma^2 = r / (1 - r)` (the same mean and
 variance, as `keras.layers.GaussianDropout` matches `Dropout`), drawn per
 example and weight through the pre-activation (Kingma, Salimans and
-Welling 2015's local reparameterization). The mask layer holds the masks;
-this module only draws.
+Welling 2015's local reparameterization), on a Dense layer or a plain
+convolution. The mask layer holds the masks; this module only draws.
 """
 
 import math
@@ -30,10 +30,11 @@ def check_kind(kind, layer, rate, groups):
         problem = "a `drop_connect` rate above 0 (there is no noise to draw)"
     elif groups != 1:
         problem = "one group (it already draws per example)"
-    elif not isinstance(layer, keras.layers.Dense) or type(layer).call is not keras.layers.Dense.call:
-        problem = "a `keras.layers.Dense` running Dense's own `call`"
+    elif _linear_op(layer) is None:
+        problem = ("a `keras.layers.Dense`, or a `Conv1D`/`Conv2D`/`Conv3D` (not causal), "
+                   "running its own class's `call`")
     elif layer.activity_regularizer is not None:
-        problem = "a Dense layer without an activity regularizer"
+        problem = "a layer without an activity regularizer"
     if problem:
         raise ValueError(
             f"Argument `drop_connect_noise` is 'gaussian', which needs {problem}. Received: "
@@ -42,6 +43,22 @@ def check_kind(kind, layer, rate, groups):
             f"layer={layer.__class__.__name__}(name='{layer.name}')"
         )
     return kind
+
+
+def _linear_op(layer):
+    """`layer`'s product of inputs and kernel, `op(inputs, kernel)`, or None.
+
+    Only where `layer`'s call is that product, a bias and an activation (the
+    built-in Dense and convolutions), so the noise can be drawn in its place.
+    """
+    kind = type(layer)
+    if isinstance(layer, keras.layers.Dense) and kind.call is keras.layers.Dense.call:
+        return ops.matmul
+    convolutions = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+    own_calls = {keras.layers.Conv1D.call, keras.layers.Conv2D.call, keras.layers.Conv3D.call}
+    if isinstance(layer, convolutions) and kind.call in own_calls and layer.padding != "causal":
+        return layer.convolution_op
+    return None
 
 
 def bernoulli_masks(masks, rate, seed):
@@ -68,32 +85,41 @@ def in_groups(call, inputs, groups):
     return ops.take(ops.concatenate(outputs, axis=0), order, axis=0)
 
 
-def gaussian_dense(dense, kernel, inputs, rate, seed):
-    """`dense`'s output with each example's own draw of `kernel * (1 + sigma * e)`.
+def gaussian_output(layer, kernel, inputs, rate, seed):
+    """`layer`'s output with each example's own draw of `kernel * (1 + sigma * e)`.
 
-    The pre-activation is drawn whole: normal, with mean `x k + bias` and
-    variance `sigma^2 * x^2 k^2` (`k` the masked kernel, squares
-    elementwise), then `dense`'s activation.
+    `layer` is a Dense layer or a plain convolution (`check_kind` says which
+    qualify). Its pre-activation is drawn whole: normal, with mean
+    `op(x, k) + bias` and variance `sigma^2 * op(x^2, k^2)` (`op` the
+    layer's matrix product or convolution, `k` the masked kernel, squares
+    elementwise), then the layer's activation. On a convolution each output
+    position draws apart, as in Molchanov et al. 2017's variational
+    dropout: the variance of a shared draw of the kernel, not the
+    correlation it would give neighbouring positions.
 
     >>> import numpy as np
     >>> dense = keras.layers.Dense(2)
     >>> _ = dense(np.ones((1, 3)))
     >>> seed = keras.random.SeedGenerator(0)
-    >>> y = gaussian_dense(dense, dense.kernel, np.ones((1000, 3)), 0.5, seed)
+    >>> y = gaussian_output(dense, dense.kernel, np.ones((1000, 3)), 0.5, seed)
     >>> bool(ops.convert_to_numpy(ops.std(y[:, 0])) > 0)  # Examples differ.
     True
     """
-    dtype = dense.compute_dtype
+    linear = _linear_op(layer)
+    dtype = layer.compute_dtype
     kernel = ops.cast(kernel, dtype)
     inputs = ops.cast(inputs, dtype)
-    mean = ops.matmul(inputs, kernel)
-    variance = ops.matmul(ops.square(inputs), ops.square(kernel))
+    mean = linear(inputs, kernel)
+    variance = linear(ops.square(inputs), ops.square(kernel))
     sigma = math.sqrt(rate / (1.0 - rate))
     # The epsilon keeps the square root's gradient finite where a unit reads
     # no kept weight (variance 0).
-    spread = ops.sqrt(ops.add(variance, keras.config.epsilon()))
+    spread = ops.sqrt(ops.add(ops.relu(variance), keras.config.epsilon()))
     noise = keras.random.normal(ops.shape(mean), seed=seed, dtype=dtype)
     outputs = ops.add(mean, ops.multiply(sigma * spread, noise))
-    if dense.bias is not None:
-        outputs = ops.add(outputs, ops.cast(dense.bias, dtype))
-    return dense.activation(outputs) if dense.activation is not None else outputs
+    if layer.bias is not None:
+        bias = ops.cast(layer.bias, dtype)
+        if getattr(layer, "data_format", "channels_last") == "channels_first":
+            bias = ops.reshape(bias, (1, -1) + (1,) * (len(outputs.shape) - 2))
+        outputs = ops.add(outputs, bias)
+    return layer.activation(outputs) if layer.activation is not None else outputs

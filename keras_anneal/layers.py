@@ -247,11 +247,12 @@ class Masked(keras.layers.Wrapper):
     batch the draw `i mod g` (Wan et al. draw one per example): the wrapped
     layer runs once per group, on that group's rows. The noise's expected
     loss is the same, its gradient less noisy, as with Dropout's draw per
-    example. With `drop_connect_noise="gaussian"` (a `keras.layers.Dense`
-    only) every example gets its own draw of every weight, the kept weights
-    times `1 + sigma * e`, `e ~ N(0, 1)`, `sigma = sqrt(r / (1 - r))` (the
-    Bernoulli draw's mean and variance), drawn through the pre-activation at
-    the cost of one more matrix product (`keras_anneal.drop_connect`). The
+    example. With `drop_connect_noise="gaussian"` (a `keras.layers.Dense` or
+    a plain `Conv1D`/`Conv2D`/`Conv3D`) every example gets its own draw of
+    every weight, the kept weights times `1 + sigma * e`, `e ~ N(0, 1)`,
+    `sigma = sqrt(r / (1 - r))` (the Bernoulli draw's mean and variance),
+    drawn through the pre-activation at the cost of one more matrix product
+    or convolution (`keras_anneal.drop_connect`). The
     noise's state saves with the layer, so a run resumed from saved weights
     draws what the uninterrupted run would have.
 
@@ -270,8 +271,9 @@ class Masked(keras.layers.Wrapper):
         drop_connect_noise: `"bernoulli"` (weights left out, the rest
             scaled) or `"gaussian"` (weights scaled by normal noise, drawn
             per example; needs `drop_connect > 0`, one group, and a
-            `keras.layers.Dense` whose `call` is Dense's own, without an
-            activity regularizer). Defaults to `"bernoulli"`.
+            `keras.layers.Dense` or a non-causal `Conv1D`/`Conv2D`/`Conv3D`
+            whose `call` is its class's own, without an activity
+            regularizer). Defaults to `"bernoulli"`.
         **kwargs: base `Layer` arguments such as `name`. The name defaults
             to `"masked_" + layer.name`.
 
@@ -425,7 +427,7 @@ class Masked(keras.layers.Wrapper):
             return self._call_with(self._masks, inputs, *args, **kwargs)
         if self.drop_connect_noise == "gaussian":
             kernel = ops.multiply(self._variables[0], self._masks[0])
-            return noise.gaussian_dense(self.layer, kernel, inputs, self.drop_connect, self._noise_seed)
+            return noise.gaussian_output(self.layer, kernel, inputs, self.drop_connect, self._noise_seed)
         # Group h is the rows h, h + g, h + 2g, ...: each runs once, with its own draw.
         return noise.in_groups(
             lambda rows: self._call_with(

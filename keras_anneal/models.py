@@ -283,7 +283,8 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
         drop_connect_groups: independent DropConnect draws per training
             batch in each noisy layer (see `Masked`). Defaults to 1.
         drop_connect_noise: how each noisy layer draws (see `Masked`):
-            `"bernoulli"` or `"gaussian"` (per example; Dense layers only).
+            `"bernoulli"` or `"gaussian"` (per example; Dense layers and plain
+            convolutions only).
             Defaults to `"bernoulli"`.
 
     Returns:
@@ -300,7 +301,8 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
             `drop_connect` is outside [0, 1) or its dict names a layer that
             is not wrapped, if `drop_connect_groups` is below 1 (or
             above 1 with no `drop_connect`), or if `drop_connect_noise` is
-            unknown or `"gaussian"` for a noisy layer that is not a Dense.
+            unknown or `"gaussian"` for a noisy layer that is neither a Dense
+            nor a plain convolution.
 
     Example:
 

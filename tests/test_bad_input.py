@@ -67,7 +67,7 @@ CASES = [
     ("prune-model-groups", lambda m: keras_anneal.prune_model(m, drop_connect=0.2, drop_connect_groups=0), ValueError, "drop_connect_groups", "drop_connect_groups=0"),
     ("prune-model-groups-without-noise", lambda m: keras_anneal.prune_model(m, drop_connect_groups=2), ValueError, "drop_connect_groups", "drop_connect_groups=2"),
     ("masked-noise-unknown", lambda m: keras_anneal.Masked(L.Dense(2), drop_connect=0.2, drop_connect_noise="normal"), ValueError, "drop_connect_noise", "drop_connect_noise='normal'"),
-    ("masked-gaussian-not-dense", lambda m: keras_anneal.Masked(L.Conv1D(2, 3), drop_connect=0.2, drop_connect_noise="gaussian"), ValueError, "drop_connect_noise", "layer=Conv1D"),
+    ("masked-gaussian-unsupported-layer", lambda m: keras_anneal.Masked(L.Conv2DTranspose(2, 3), drop_connect=0.2, drop_connect_noise="gaussian"), ValueError, "drop_connect_noise", "layer=Conv2DTranspose"),
     ("prune-model-noise-unknown", lambda m: keras_anneal.prune_model(m, drop_connect=0.2, drop_connect_noise="Gaussian"), ValueError, "drop_connect_noise", "drop_connect_noise='Gaussian'"),
     ("prune-model-groups-zero-rates", lambda m: keras_anneal.prune_model(named_dense(), drop_connect={"d": 0.0}, drop_connect_groups=2), ValueError, "drop_connect_groups", "drop_connect={'d': 0.0}"),
     ("set-masks-count", lambda m: m.layers[0].set_masks([]), ValueError, "masks", "0 arrays"),

@@ -111,13 +111,17 @@ class OwnCall(keras.layers.Dense):
         ({"drop_connect_noise": "gaussian"}, r"needs a `drop_connect` rate above 0"),
         ({"drop_connect": 0.1, "drop_connect_noise": "gaussian", "drop_connect_groups": 2},
          r"needs one group .*drop_connect_groups=2"),
-        ({"drop_connect": 0.1, "drop_connect_noise": "gaussian", "layer": keras.layers.Conv2D(2, 3)},
-         r"needs a `keras.layers.Dense` running Dense's own `call`. .*layer=Conv2D"),
+        ({"drop_connect": 0.1, "drop_connect_noise": "gaussian",
+          "layer": keras.layers.DepthwiseConv2D(3)},
+         r"needs a `keras.layers.Dense`, or a `Conv1D`/`Conv2D`/`Conv3D` \(not causal\), "
+         r"running its own class's `call`. .*layer=DepthwiseConv2D"),
+        ({"drop_connect": 0.1, "drop_connect_noise": "gaussian",
+          "layer": keras.layers.Conv1D(2, 3, padding="causal")}, r"layer=Conv1D"),
         ({"drop_connect": 0.1, "drop_connect_noise": "gaussian", "layer": OwnCall(2)},
          r"layer=OwnCall"),
         ({"drop_connect": 0.1, "drop_connect_noise": "gaussian",
           "layer": keras.layers.Dense(2, activity_regularizer="l2")},
-         r"needs a Dense layer without an activity regularizer"),
+         r"needs a layer without an activity regularizer"),
     ],
 )
 def test_bad_arguments_are_errors(kwargs, message):
@@ -130,12 +134,12 @@ def test_bad_arguments_are_errors(kwargs, message):
     "drop_connect, noise, message",
     [
         (0.2, "uniform", r"`drop_connect_noise` must be one of"),
-        ({keras.layers.Conv2D: 0.2}, "gaussian", r"layer=Conv2D\(name='conv'\)"),
+        ({keras.layers.DepthwiseConv2D: 0.2}, "gaussian", r"layer=DepthwiseConv2D\(name='conv'\)"),
     ],
 )
 def test_prune_model_refuses_and_leaves_the_model_untouched(drop_connect, noise, message):
     inputs = keras.Input((6, 6, 1))
-    x = keras.layers.Conv2D(2, 3, name="conv")(inputs)
+    x = keras.layers.DepthwiseConv2D(3, name="conv")(inputs)
     model = keras.Model(inputs, keras.layers.Dense(2, name="out")(keras.layers.Flatten()(x)))
     layers_before = list(model.layers)
     with pytest.raises(ValueError, match=message):
@@ -152,3 +156,62 @@ def test_a_sequence_input_draws_per_example_and_position():
     assert noisy.shape == (2, 5, 4)
     assert not np.allclose(noisy[0, 0], noisy[0, 1]) and not np.allclose(noisy[0, 0], noisy[1, 0])
     np.testing.assert_allclose(numpy(layer(x)), numpy(layer.layer(x)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_a_convolution_draws_per_example_and_position_with_the_convolved_variance(data_format):
+    if data_format == "channels_first" and keras.backend.backend() == "tensorflow":
+        pytest.skip("TensorFlow's CPU convolutions take channels_last only")
+    conv = keras.layers.Conv2D(2, 3, padding="same", data_format=data_format)
+    layer = Masked(conv, drop_connect=RATE, seed=0, drop_connect_noise="gaussian")
+    channels_axis = 0 if data_format == "channels_first" else -1  # Of one example.
+    image = np.random.default_rng(0).normal(size=(5, 5, 1)).astype("float32")
+    image = np.moveaxis(image, -1, 0) if data_format == "channels_first" else image
+    layer(image[None])
+    conv.kernel.assign(np.random.default_rng(1).normal(size=(3, 3, 1, 2)).astype("float32"))
+    conv.bias.assign(np.array([0.5, -1.0], "float32"))
+    mask = (np.arange(18) % 4 != 0).reshape(3, 3, 1, 2).astype("float32")
+    layer.set_masks([mask])
+    n = 20000
+    outputs = numpy(layer(np.tile(image[None], (n, 1, 1, 1)), training=True))
+    # The mean is the masked layer (bias included, on the channels' axis), the
+    # variance sigma^2 times the convolution of x^2 with the squared kernel.
+    mean = numpy(layer(image[None]))[0]
+    squares = keras.layers.Conv2D(2, 3, padding="same", use_bias=False, data_format=data_format)
+    squares(image[None])
+    squares.kernel.assign(np.square(numpy(conv.kernel) * mask))
+    variance = SIGMA2 * numpy(squares(np.square(image)[None]))[0]
+    assert np.all(variance > 0.01) and mean.shape[channels_axis] == 2
+    np.testing.assert_array_less(np.abs(outputs.mean(axis=0) - mean), 5 * np.sqrt(variance / n) + 1e-4)
+    np.testing.assert_allclose(outputs.var(axis=0), variance, rtol=0.05)
+    # Neighbouring positions draw apart: their noise is uncorrelated.
+    first, second = (outputs[:, 0, 1, 1], outputs[:, 0, 1, 2]) if data_format == "channels_first" \
+        else (outputs[:, 1, 1, 0], outputs[:, 1, 2, 0])
+    assert abs(np.corrcoef(first, second)[0, 1]) < 0.05
+
+
+def test_a_convnet_trains_with_gaussian_noise_on_its_convolution_and_round_trips(tmp_path):
+    inputs = keras.Input((6, 6, 1))
+    x = keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inputs)
+    outputs = keras.layers.Dense(1, name="out")(keras.layers.Flatten()(x))
+    model = keras_anneal.prune_model(keras.Model(inputs, outputs),
+                                     drop_connect={keras.layers.Conv2D: RATE},
+                                     drop_connect_noise="gaussian")
+    conv = model.get_layer("masked_conv")
+    assert conv.drop_connect_noise == "gaussian"
+    mask = (np.arange(36) % 3 != 0).reshape(3, 3, 1, 4).astype("float32")
+    conv.set_masks([mask])
+    before = numpy(conv.layer.kernel)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 6, 6, 1)).astype("float32"), rng.normal(size=(64, 1)).astype("float32")
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    after = numpy(conv.layer.kernel)
+    assert np.all(np.isfinite(after))
+    np.testing.assert_array_equal(after[mask == 0], before[mask == 0])
+    assert not np.allclose(after[mask == 1], before[mask == 1])
+    path = str(tmp_path / "convnet.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.get_layer("masked_conv").drop_connect_noise == "gaussian"
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
