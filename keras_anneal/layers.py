@@ -35,8 +35,15 @@ _REGISTRY = {
     keras.layers.SeparableConv1D: ("depthwise_kernel", "pointwise_kernel"),
     keras.layers.SeparableConv2D: ("depthwise_kernel", "pointwise_kernel"),
     keras.layers.Embedding: ("embeddings",),
+    # Recurrent cells: an LSTM, GRU or SimpleRNN layer (or a Bidirectional
+    # one) is prunable through its cell, input and recurrent kernels alike.
+    keras.layers.LSTMCell: ("kernel", "recurrent_kernel"),
+    keras.layers.GRUCell: ("kernel", "recurrent_kernel"),
+    keras.layers.SimpleRNNCell: ("kernel", "recurrent_kernel"),
 }
 SUPPORTED_LAYERS = tuple(_REGISTRY)
+# Cells whose two kernels share their output columns (gate x unit) and bias.
+_RECURRENT = (keras.layers.LSTMCell, keras.layers.GRUCell, keras.layers.SimpleRNNCell)
 # Kernels whose last two axes index the output channels (input x multiplier).
 _DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
 
@@ -524,12 +531,15 @@ class Masked(keras.layers.Wrapper):
         outputs (a separable convolution's pointwise kernel, not its
         depthwise one) and the bias has one value per unit, flat or shaped
         like the unit axes, so that removing a unit can take its bias along.
+        Never a recurrent cell's: its input and recurrent kernels share each
+        output column's bias, which one kernel's column dying does not free.
         """
         biases = []
         for (owner, attribute), variable, axes in zip(self._slots, self._variables, self.unit_axes):
             name = attribute.lstrip("_")
             makes_outputs = "kernel" in name and not (
-                name == "depthwise_kernel" and hasattr(owner, "pointwise_kernel"))
+                name == "depthwise_kernel" and hasattr(owner, "pointwise_kernel")
+            ) and not isinstance(owner, _RECURRENT)
             bias = getattr(owner, "bias", None) if makes_outputs and axes else None
             unit_shape = tuple(variable.shape[len(variable.shape) - axes:])
             fits = bias is not None and tuple(bias.shape) in ((math.prod(unit_shape),), unit_shape)

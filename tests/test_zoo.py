@@ -128,6 +128,20 @@ def mixed_precision():
         keras.mixed_precision.set_global_policy("float32")
 
 
+def lstm():
+    inputs = keras.Input((6, 4))
+    x = L.LSTM(8)(inputs)
+    return keras.Model(inputs, L.Dense(2)(x)), (6, 4)
+
+
+def bidirectional_gru():
+    """A Bidirectional GRU over the sequence, then a SimpleRNN reading its outputs."""
+    inputs = keras.Input((6, 4))
+    x = L.Bidirectional(L.GRU(4, return_sequences=True))(inputs)
+    x = L.SimpleRNN(4)(x)
+    return keras.Model(inputs, L.Dense(2)(x)), (6, 4)
+
+
 MODELS = {
     "resnet_block": resnet_block,
     "concatenate": concatenate,
@@ -138,6 +152,8 @@ MODELS = {
     "nested": nested,
     "mixed_precision": mixed_precision,
     "jit_compile": concatenate,
+    "lstm": lstm,
+    "bidirectional_gru": bidirectional_gru,
 }
 
 
@@ -346,3 +362,25 @@ def test_unit_pruning_of_attention_zeroes_the_bias_of_each_dead_head_index():
     query_mask, query_bias = layer.get_masks()[0], keras.ops.convert_to_numpy(layer.unit_biases[0])
     alive = query_mask.any(axis=0)  # (heads, head_dim)
     assert alive.sum() == 4 and np.all(query_bias[~alive] == 0) and np.all(query_bias[alive] != 0)
+
+
+@pytest.mark.parametrize("rnn", [L.LSTM(3), L.GRU(3), L.SimpleRNN(3)], ids=lambda r: type(r).__name__)
+def test_a_recurrent_layer_masks_its_input_and_recurrent_kernels(rnn):
+    inputs = keras.Input((5, 4))
+    pruned = keras_anneal.prune_model(keras.Model(inputs, rnn(inputs)))
+    (layer,) = keras_anneal.masked_layers(pruned)
+    kernel, recurrent = layer.prunable_weights
+    assert [kernel.shape[0], recurrent.shape[0]] == [4, 3]
+    assert layer.unit_biases == [None, None]  # The two kernels share each column's bias.
+    masks = [(np.arange(math.prod(w.shape)) % 2).reshape(w.shape) for w in (kernel, recurrent)]
+    layer.set_masks(masks)
+    x = np.random.default_rng(0).normal(size=(2, 5, 4)).astype("float32")
+    # The masked layer computes as the same layer with its pruned weights zeroed.
+    plain = keras_anneal.strip(pruned)
+    cell = plain.layers[-1].cell
+    for weight, expected in zip((cell.kernel, cell.recurrent_kernel), layer.get_masked_weights()):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(weight), expected)
+    np.testing.assert_allclose(predict(plain, x), predict(pruned, x), rtol=1e-6, atol=1e-6)
+    # And the masks matter: with none pruned, the output is another one.
+    layer.set_masks([np.ones(w.shape) for w in (kernel, recurrent)])
+    assert not np.allclose(predict(pruned, x), predict(plain, x), atol=1e-4)
