@@ -32,7 +32,7 @@ def check_kind(kind, layer, rate, groups):
         problem = "one group (it already draws per example)"
     elif _linear_op(layer) is None:
         problem = ("a `keras.layers.Dense`, or a `Conv1D`/`Conv2D`/`Conv3D` (not causal), "
-                   "running its own class's `call`")
+                   "running its own class's `call` (and convolution)")
     elif layer.activity_regularizer is not None:
         problem = "a layer without an activity regularizer"
     if problem:
@@ -56,7 +56,9 @@ def _linear_op(layer):
         return ops.matmul
     convolutions = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
     own_calls = {keras.layers.Conv1D.call, keras.layers.Conv2D.call, keras.layers.Conv3D.call}
-    if isinstance(layer, convolutions) and kind.call in own_calls and layer.padding != "causal":
+    own_op = kind.convolution_op is keras.layers.Conv2D.convolution_op if isinstance(
+        layer, convolutions) else False
+    if own_op and kind.call in own_calls and layer.padding != "causal":
         return layer.convolution_op
     return None
 

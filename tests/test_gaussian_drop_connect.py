@@ -102,6 +102,13 @@ class OwnCall(keras.layers.Dense):
         return super().call(inputs) * 2.0
 
 
+class StandardizedConv(keras.layers.Conv2D):
+    """A convolution with its own kernel transform: its noise's variance is not conv(x², k²)."""
+
+    def convolution_op(self, inputs, kernel):
+        return super().convolution_op(inputs, kernel - keras.ops.mean(kernel))
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -114,7 +121,9 @@ class OwnCall(keras.layers.Dense):
         ({"drop_connect": 0.1, "drop_connect_noise": "gaussian",
           "layer": keras.layers.DepthwiseConv2D(3)},
          r"needs a `keras.layers.Dense`, or a `Conv1D`/`Conv2D`/`Conv3D` \(not causal\), "
-         r"running its own class's `call`. .*layer=DepthwiseConv2D"),
+         r"running its own class's `call` \(and convolution\). .*layer=DepthwiseConv2D"),
+        ({"drop_connect": 0.1, "drop_connect_noise": "gaussian", "layer": StandardizedConv(2, 3)},
+         r"layer=StandardizedConv"),
         ({"drop_connect": 0.1, "drop_connect_noise": "gaussian",
           "layer": keras.layers.Conv1D(2, 3, padding="causal")}, r"layer=Conv1D"),
         ({"drop_connect": 0.1, "drop_connect_noise": "gaussian", "layer": OwnCall(2)},
