@@ -384,3 +384,20 @@ def test_a_recurrent_layer_masks_its_input_and_recurrent_kernels(rnn):
     # And the masks matter: with none pruned, the output is another one.
     layer.set_masks([np.ones(w.shape) for w in (kernel, recurrent)])
     assert not np.allclose(predict(pruned, x), predict(plain, x), atol=1e-4)
+
+
+def test_compact_keeps_a_recurrent_layer_and_the_dead_units_feeding_it():
+    inputs = keras.Input((5, 4))
+    x = L.Dense(6, activation="relu", name="feed")(inputs)
+    x = L.LSTM(3, name="lstm")(x)
+    pruned = keras_anneal.prune_model(keras.Model(inputs, L.Dense(2, name="out")(x)))
+    feed = pruned.get_layer("masked_feed")
+    mask = np.ones((4, 6), "float32")
+    mask[:, :2] = 0.0  # Two dead units, which only the LSTM reads.
+    feed.set_masks([mask])
+    x = np.random.default_rng(0).normal(size=(4, 5, 4)).astype("float32")
+    with pytest.warns(UserWarning, match=r"dead units of these layers were kept.*'feed'"):
+        small = keras_anneal.compact(pruned)
+    assert small.get_layer("feed").kernel.shape == (4, 6)
+    assert small.get_layer("lstm").cell.kernel.shape == (6, 12)
+    np.testing.assert_allclose(predict(small, x), predict(pruned, x), rtol=1e-5, atol=1e-5)
