@@ -55,10 +55,11 @@ def _linear_op(layer):
     if isinstance(layer, keras.layers.Dense) and kind.call is keras.layers.Dense.call:
         return ops.matmul
     convolutions = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+    if not isinstance(layer, convolutions) or layer.padding == "causal":
+        return None
     own_calls = {keras.layers.Conv1D.call, keras.layers.Conv2D.call, keras.layers.Conv3D.call}
-    own_op = kind.convolution_op is keras.layers.Conv2D.convolution_op if isinstance(
-        layer, convolutions) else False
-    if own_op and kind.call in own_calls and layer.padding != "causal":
+    # One `convolution_op` serves the three; a subclass's own may transform the kernel.
+    if kind.call in own_calls and kind.convolution_op is keras.layers.Conv2D.convolution_op:
         return layer.convolution_op
     return None
 
@@ -115,7 +116,8 @@ def gaussian_output(layer, kernel, inputs, rate, seed):
     variance = linear(ops.square(inputs), ops.square(kernel))
     sigma = math.sqrt(rate / (1.0 - rate))
     # The epsilon keeps the square root's gradient finite where a unit reads
-    # no kept weight (variance 0).
+    # no kept weight (variance 0); relu drops the rounding below 0 that a fast
+    # convolution algorithm (Winograd, FFT) can leave in a sum of squares.
     spread = ops.sqrt(ops.add(ops.relu(variance), keras.config.epsilon()))
     noise = keras.random.normal(ops.shape(mean), seed=seed, dtype=dtype)
     outputs = ops.add(mean, ops.multiply(sigma * spread, noise))

@@ -537,9 +537,9 @@ class Masked(keras.layers.Wrapper):
         biases = []
         for (owner, attribute), variable, axes in zip(self._slots, self._variables, self.unit_axes):
             name = attribute.lstrip("_")
-            makes_outputs = "kernel" in name and not (
-                name == "depthwise_kernel" and hasattr(owner, "pointwise_kernel")
-            ) and not isinstance(owner, _RECURRENT)
+            separable_depthwise = name == "depthwise_kernel" and hasattr(owner, "pointwise_kernel")
+            makes_outputs = ("kernel" in name and not separable_depthwise
+                             and not isinstance(owner, _RECURRENT))
             bias = getattr(owner, "bias", None) if makes_outputs and axes else None
             unit_shape = tuple(variable.shape[len(variable.shape) - axes:])
             fits = bias is not None and tuple(bias.shape) in ((math.prod(unit_shape),), unit_shape)
