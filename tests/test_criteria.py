@@ -65,6 +65,9 @@ def test_criteria_round_trip_through_json_config(criterion):
     config = json.loads(json.dumps(keras.saving.serialize_keras_object(criterion)))
     restored = criteria.get(config)
     assert restored == criterion and type(restored) is type(criterion)
+    # What a `.keras` file's loader calls, with no `custom_objects`.
+    loaded = keras.saving.deserialize_keras_object(config)
+    assert loaded == criterion and type(loaded) is type(criterion)
 
 
 def test_names_give_the_criteria():
