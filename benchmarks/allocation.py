@@ -19,7 +19,8 @@ separable convnet) and seed, trains:
   Dense layers' kept weights (`prune_model(drop_connect={Dense: r})`), and
   `...-dropconnect0.3-conv0.1` with rate 0.1 on the convolutions as well,
   and `...-dropconnect0.3-dense<d>` with the Dense layers pinned at sparsity
-  `d` (`PerLayer(..., rest="lamp")`), so the convolutions keep more, and
+  `d` (`PerLayer(..., rest="lamp")`), so the convolutions keep more (or,
+  for `d` below 90%, less), and
   `...-dropconnect0.3-groups<g>` with `g` draws of the noise per batch
   (`drop_connect_groups=g`: example i gets draw i mod g), and
   `...-gaussian<r>` with the noise of rate `r` drawn as normal noise per
@@ -134,10 +135,11 @@ def variants():
     table["lamp-s0.9-linear-late-dropconnect0.3-conv0.1"] = {
         **table["lamp-s0.9-linear-late-dropconnect0.3"], "conv_drop_connect": 0.1,
     }
-    # More of the budget taken from the Dense classifier, so that the
-    # convolutions keep more (LAMP prunes both near 90%): the Dense layers
-    # pinned at 95% or 97%, LAMP for the convolutions.
-    for dense in (0.95, 0.97):
+    # The budget moved between the Dense classifier and the convolutions
+    # (LAMP prunes both near 90%): the Dense layers pinned at 80% or 85% (the
+    # convolutions lose more) or at 95% or 97% (they keep more), LAMP for the
+    # convolutions.
+    for dense in (0.8, 0.85, 0.95, 0.97):
         table[f"lamp-s0.9-linear-late-dropconnect0.3-dense{dense}"] = {
             **table["lamp-s0.9-linear-late-dropconnect0.3"], "dense_sparsity": dense,
         }

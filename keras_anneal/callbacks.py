@@ -26,8 +26,8 @@ from keras_anneal.models import masked_layers
 class AnnealedPruning(keras.callbacks.Callback):
     """Prunes `Masked` layers during `fit`, following an annealing schedule.
 
-    Before the first step and then every `frequency` optimizer updates, the
-    callback asks the schedule for the overall target sparsity `s` at the
+    Before the first step, then every `frequency` optimizer updates and at
+    the step where the plan reaches its final sparsity, the callback asks the schedule for the overall target sparsity `s` at the
     current step, so that exactly `floor(s * N)` of the model's `N` prunable
     weights are pruned; the allocation splits that count among the weight
     tensors (`keras_anneal.allocation`: uniform, global ranking, ERK, LAMP,
@@ -65,8 +65,8 @@ class AnnealedPruning(keras.callbacks.Callback):
         schedule: a `keras_anneal.schedules.PruningSchedule`, or a final
             sparsity such as 0.9 for `keras_anneal.schedules.recommended`
             (a linear ramp from 20% to 80% of the `fit` call's steps).
-        frequency: optimizer updates between mask updates, > 0.
-            Defaults to 50.
+        frequency: optimizer updates between mask updates, > 0; the step
+            at which the plan completes is an update too. Defaults to 50.
         allocation: how the pruned count is split among weight tensors:
             `"uniform"` (every tensor at `s`), `"global"` (criterion scores
             ranked across tensors), `"erk"`, `"lamp"`, a dict from layer
@@ -226,6 +226,8 @@ class AnnealedPruning(keras.callbacks.Callback):
         steps, epochs = self.params.get("steps"), self.params.get("epochs")
         self._total_steps = steps * epochs if steps and epochs else None
         self.schedule(0, self._total_steps)  # Fails now, not mid-training, on a bad end.
+        self._completion_step = self.schedule.completion_step(self._total_steps)
+        self._warn_on_a_plan_this_fit_cannot_follow()
         if self._total_steps is None and (self.temporary or self.regrowth):
             raise ValueError(
                 "`temporary` and `regrowth` end at a fraction of the training, so "
@@ -362,8 +364,60 @@ class AnnealedPruning(keras.callbacks.Callback):
     def _optimizer_step(self):
         return int(ops.convert_to_numpy(self.model.optimizer.iterations))
 
-    def _maybe_update(self, step):
+    def _warn_on_a_plan_this_fit_cannot_follow(self):
+        """Says so when this `fit` is too short for the plan to do its work."""
+        if not self._total_steps or self.schedule.final_sparsity == 0:
+            return
+        begin = self._optimizer_step()
+        end = begin + self._total_steps
+        name = type(self.schedule).__name__
+        if self.schedule(end, self._total_steps) == 0:
+            warnings.warn(
+                f"AnnealedPruning: {name} prunes nothing by step {end}, where this "
+                f"`fit` ends ({self._total_steps} steps): it reaches "
+                f"{self.schedule.final_sparsity} only later. Train longer or start "
+                "the plan earlier.",
+                UserWarning,
+                stacklevel=3,
+            )
+            return
+        interval = getattr(self.schedule, "interval", None)  # ConstantRate's removals.
+        if isinstance(interval, int) and interval % self.frequency:
+            warnings.warn(
+                f"AnnealedPruning: {name} removes weights every interval={interval} "
+                f"steps, but the masks change every frequency={self.frequency} steps, "
+                "so removals land late and this `fit` can end short of the plan. "
+                f"Pass a `frequency` that divides {interval}, e.g. frequency={interval}.",
+                UserWarning,
+                stacklevel=3,
+            )
+        ramp_begin = getattr(self.schedule, "resolve_begin_step", None)
+        complete = self._completion_step
+        if ramp_begin is None or complete is None:
+            return
+        ramp_begin = ramp_begin(self._total_steps)
+        if ramp_begin < complete and complete - ramp_begin <= self.frequency:
+            warnings.warn(
+                f"AnnealedPruning: {name} rises from 0 at step {ramp_begin} to "
+                f"{self.schedule.final_sparsity} at step {complete}, within "
+                f"frequency={self.frequency} steps, so it is applied at once at step "
+                f"{complete}, not annealed. Pass a smaller `frequency` (this `fit` "
+                f"has {self._total_steps} steps).",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _due_step(self, step):
+        """The last update point at or before `step`: a multiple of
+        `frequency`, or the plan's completion step."""
         due = step - step % self.frequency
+        complete = self._completion_step
+        if complete is not None and due < complete <= step:
+            return complete
+        return due
+
+    def _maybe_update(self, step):
+        due = self._due_step(step)
         if due == self._last_update_step or self._held:
             return
         if self._masks is None:

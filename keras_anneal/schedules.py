@@ -57,6 +57,30 @@ class PruningSchedule(ConfigMixin):
             f"{type(self).__name__} must implement `__call__(step, total_steps)`."
         )
 
+    def completion_step(self, total_steps=None):
+        """The first step at which the schedule reaches `final_sparsity`.
+
+        `AnnealedPruning` lands an update on it, so that a plan whose end is
+        not a multiple of `frequency` still ends at its final sparsity; None
+        where it cannot be known. The default searches `[0, total_steps]` by
+        bisection, for a schedule that never decreases (None without
+        `total_steps`, or when it is not reached by then); override it where
+        the schedule knows better.
+
+        >>> ConstantSparsity(0.5, begin_step=45).completion_step(total_steps=100)
+        45
+        """
+        if total_steps is None or self(total_steps, total_steps) < self.final_sparsity:
+            return None
+        low, high = 0, total_steps  # The answer lies in (low - 1, high].
+        while low < high:
+            middle = (low + high) // 2
+            if self(middle, total_steps) >= self.final_sparsity:
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
     def get_config(self):
         raise NotImplementedError(
             f"{type(self).__name__} must implement `get_config()`."
@@ -153,6 +177,12 @@ class _AnnealingPlan(PruningSchedule):
         """The step at which the schedule reaches `final_sparsity` (`total_steps`,
         those of the `fit` call, is needed for `end_fraction`)."""
         return self._span(total_steps)[1]
+
+    def completion_step(self, total_steps=None):
+        """`end_step`, resolved for a `fit` of `total_steps` steps."""
+        if self.end_step is None and total_steps is None:
+            return None
+        return self.resolve_end_step(total_steps)
 
     def __call__(self, step, total_steps=None):
         begin_step, end_step = self._span(total_steps)
@@ -326,6 +356,9 @@ class ConstantSparsity(PruningSchedule):
 
     def __call__(self, step, total_steps=None):
         return self.target_sparsity if step >= self.begin_step else 0.0
+
+    def completion_step(self, total_steps=None):
+        return self.begin_step
 
     def get_config(self):
         return {"target_sparsity": self.target_sparsity, "begin_step": self.begin_step}

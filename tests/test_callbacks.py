@@ -133,14 +133,65 @@ def test_a_sparsity_alone_anneals_on_the_recommended_plan():
         int(np.floor(0.5 * total)) / total)
 
 
+class ForgetsTrainBeginQueries(keras.callbacks.Callback):
+    """Placed after `AnnealedPruning`: keeps only the schedule's queries of updates."""
+
+    def __init__(self, schedule):
+        super().__init__()
+        self.schedule = schedule
+
+    def on_train_begin(self, logs=None):
+        self.schedule.steps.clear()
+
+
 def test_updates_happen_every_frequency_optimizer_steps():
     schedule = StepRecordingSchedule()
     model = pruned_mlp()
     x, y = regression_data()
-    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[AnnealedPruning(schedule, frequency=5)])
-    # The check of the schedule at train begin, the update before the first
-    # step, then one update every 5 steps.
-    assert schedule.steps == [0, 0, 5, 10, 15, 20]
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[
+        AnnealedPruning(schedule, frequency=5), ForgetsTrainBeginQueries(schedule)])
+    # The update before the first step, then one every 5 steps (the plan
+    # completes at step 90, after this fit's 24 steps).
+    assert schedule.steps == [0, 5, 10, 15, 20]
+
+
+def test_the_plan_reaches_its_final_sparsity_between_two_updates():
+    model = pruned_mlp()
+    x, y = regression_data()  # 64 samples, batch 8: 40 steps in 5 epochs.
+    recorder = MaskRecorder()
+    pruning = AnnealedPruning(schedules.FSA(0.5, mu=0.0, end_step=23), frequency=10)
+    model.fit(x, y, batch_size=8, epochs=5, verbose=0, shuffle=False, callbacks=[pruning, recorder])
+    pruned = [keras_anneal.masking.count_pruned(masks)[0] for masks in recorder.snapshots]
+    total = keras_anneal.masking.count_pruned(recorder.snapshots[0])[1]
+    changed_at = [step for step in range(1, 40) if pruned[step] != pruned[step - 1]]
+    assert changed_at == [10, 20, 23]  # Every 10 steps, and where the plan ends.
+    assert pruned[23] == int(np.floor(0.5 * total)) == pruned[-1]
+
+
+def test_a_plan_this_fit_cannot_follow_is_a_warning():
+    x, y = regression_data()  # 8 steps an epoch at batch 8.
+    cases = [
+        (schedules.ConstantSparsity(0.5, begin_step=20), 50, "prunes nothing by step 16"),
+        (schedules.FSA(0.5, begin_step=4, end_step=12), 50,
+         "rises from 0 at step 4 to 0.5 at step 12, within frequency=50"),
+        (schedules.ConstantRate(0.1, interval=6, final_sparsity=0.5), 4, "interval=6.*frequency=4.*frequency=6"),
+    ]
+    for schedule, frequency, message in cases:
+        model = pruned_mlp()
+        with pytest.warns(UserWarning, match=message):
+            model.fit(x, y, batch_size=8, epochs=2, verbose=0,
+                      callbacks=[AnnealedPruning(schedule, frequency=frequency)])
+
+
+def test_completion_steps_of_the_schedules():
+    assert schedules.recommended(0.9).completion_step(total_steps=96) == 77  # round(0.8 * 96)
+    assert schedules.FSA(0.9, end_step=30).completion_step() == 30
+    assert schedules.FSA(0.9, end_fraction=0.5).completion_step() is None
+    assert schedules.ConstantSparsity(0.5, begin_step=7).completion_step() == 7
+    # The default bisection: 0.1 more every 6 steps reaches 0.3 at step 18.
+    assert schedules.ConstantRate(0.1, interval=6, final_sparsity=0.3).completion_step(100) == 18
+    assert schedules.ConstantRate(0.1, interval=6, final_sparsity=0.3).completion_step(17) is None
+    assert StepRecordingSchedule().completion_step(total_steps=200) == 90
 
 
 def test_with_steps_per_execution_an_update_lands_at_the_next_boundary():
@@ -151,10 +202,10 @@ def test_with_steps_per_execution_an_update_lands_at_the_next_boundary():
     model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", steps_per_execution=2)
     x, y = regression_data()  # 64 samples, batch 8: 8 steps an epoch, callbacks at every 2nd.
     recorder = MaskRecorder()
-    model.fit(x, y, batch_size=8, epochs=3, verbose=0,
-              callbacks=[AnnealedPruning(schedule, frequency=5), recorder])
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[
+        AnnealedPruning(schedule, frequency=5), ForgetsTrainBeginQueries(schedule), recorder])
     # Due at steps 0, 5, 10, 15 and 20; the callbacks run at steps 0, 2, 4, ..., 22.
-    assert schedule.steps == [0, 0, 5, 10, 15, 20]
+    assert schedule.steps == [0, 5, 10, 15, 20]
     sparsity = [masking_sparsity(masks) for masks in recorder.snapshots]
     changed_at = [2 * i for i in range(1, len(sparsity)) if sparsity[i] != sparsity[i - 1]]
     assert changed_at == [6, 10, 16, 20]  # The first boundary at or after each due step.
