@@ -467,13 +467,17 @@ class PerLayer(Allocation):
         )
         free = [name for name in layer_sizes if name not in self.sparsities]
         room = sum(capacities[name] for name in free)
-        reachable = pinned == target if not free else pinned <= target <= pinned + room
+        if free:
+            reachable = pinned <= target <= pinned + room
+        else:  # Every layer named: those with a sparsity absorb the rounding.
+            rounding = sum(value is not None for value in self.sparsities.values())
+            reachable = abs(target - pinned) < max(rounding, 1)
         if not reachable:
             raise ValueError(
                 f"Argument `allocation` makes the overall target unreachable: it pins "
                 f"{pinned} pruned weights and leaves at most {room} to the other layers "
-                f"({free}), but final "
-                f"sparsity {final_sparsity:g} prunes {target} of {total}. "
+                f"({free}), but final sparsity {final_sparsity:g} prunes {target} of "
+                f"{total}{'' if free else ' (a dict naming every layer must prune that many, within one weight per layer of rounding)'}. "
                 f"Received: allocation={self.sparsities!r}"
             )
 

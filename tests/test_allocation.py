@@ -375,6 +375,23 @@ def test_per_layer_dict_keeps_none_layers_dense_when_every_layer_is_named():
     assert pruned_counts(masks) == [0, 10]
 
 
+@pytest.mark.parametrize("form", ["dict", "callable"])
+def test_every_layer_at_the_overall_sparsity_is_exact_despite_rounding(form):
+    # 0.45 of 128 and of 64 floor to 57 + 28 = 85, but 0.45 of 192 is 86:
+    # the weight left over by rounding goes to one of the layers.
+    choice = ({"masked_hidden": 0.45, "masked_out": 0.45} if form == "dict"
+              else lambda sparsity, sizes: {name: sparsity for name in sizes})
+    model = compiled(keras_anneal.prune_model(small_mlp()))
+    x, y = regression_data()
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[
+        AnnealedPruning(schedules.ConstantSparsity(0.45), frequency=1, allocation=choice)])
+    hidden, out = pruned_counts(all_masks(model)[:2])
+    assert hidden + out == 86 and hidden in (57, 58) and out in (28, 29)
+    model = compiled(keras_anneal.prune_model(small_mlp()))
+    keras_anneal.prune(model, sparsity=0.45, allocation=choice)
+    assert sum(pruned_counts(all_masks(model))) == 86
+
+
 def test_per_layer_dict_never_undoes_pruning_along_the_plan():
     w = [np.ones((20, 25)), np.ones((20, 25))]
     alloc, masks = allocation.PerLayer({"a": 0.8}), [np.ones((20, 25)), np.ones((20, 25))]
