@@ -20,6 +20,7 @@ from keras_anneal import search
 from keras_anneal import unit_pruning
 from keras_anneal._backend import sync_backend_state
 from keras_anneal._metrics import metric_direction
+from keras_anneal.layers import layers_without_units
 from keras_anneal.models import masked_layers
 
 
@@ -540,6 +541,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         ]
         self._owners = [layer.name for layer in self._layers for _ in layer.masks]
         self._unit_axes = [axes for layer in self._layers for axes in layer.unit_axes]
+        _warn_of_layers_without_units(self._layers, self.granularity, self.keep_units_connected)
         self._unit_biases = [bias for layer in self._layers for bias in layer.unit_biases]
         producing = channel_dependencies.output_producers(self.model)
         self._outputs = [id(layer) in producing for layer in self._layers for _ in layer.masks]
@@ -584,6 +586,20 @@ class AnnealedPruning(keras.callbacks.Callback):
         for owner, group in per_layer.items():
             pruned, total = masking.count_pruned(group)
             self.layer_sparsity[owner] = pruned / total
+
+
+def _warn_of_layers_without_units(layers, granularity, keep_units_connected):
+    unknown = layers_without_units(layers)
+    if not unknown or not (keep_units_connected or granularity == "unit"):
+        return
+    what = ("removes no whole units from" if granularity == "unit"
+            else "keeps no output unit connected in")
+    warnings.warn(
+        f"AnnealedPruning {what} {unknown}: the units of a transposed convolution "
+        "are not followed, so its weights are pruned one by one, with no unit guard.",
+        UserWarning,
+        stacklevel=3,
+    )
 
 
 def _check_granularity(value):

@@ -102,8 +102,9 @@ _ELEMENTWISE_OPS = frozenset({
 
 
 def _unwrapped(layer):
-    """The layer a `keras.layers.Wrapper` (a `Masked` layer) holds, else `layer`."""
-    return layer.layer if isinstance(layer, keras.layers.Wrapper) else layer
+    """The layer a `Masked` layer holds, else `layer` (other wrappers, such as
+    `TimeDistributed` or `Bidirectional`, change what their layer computes)."""
+    return layer.layer if isinstance(layer, Masked) else layer
 
 
 def is_producer(layer):

@@ -227,6 +227,16 @@ def _substituted(slots, values):
             object.__setattr__(layer, name, value)
 
 
+def layers_without_units(layers):
+    """Names of the `Masked` layers with a kernel whose units are unknown
+    (`unit_axes` 0: a transposed convolution's `(..., filters, n_in)`), which
+    the unit guard and `granularity="unit"` leave as weights."""
+    return [
+        layer.name for layer in layers
+        if any(axes == 0 and len(mask.shape) >= 2 for axes, mask in zip(layer.unit_axes, layer.masks))
+    ]
+
+
 @keras.saving.register_keras_serializable(package="keras_anneal")
 class Masked(keras.layers.Wrapper):
     """Wraps a layer and multiplies each prunable weight by a 0/1 mask.

@@ -269,8 +269,14 @@ def test_transposed_convolutions_are_left_out_of_the_unit_guard():
         keras.Input((4, 4, 2)), keras.layers.Conv2DTranspose(5, 3, name="t")]))
     (layer,) = keras_anneal.masked_layers(model)
     assert layer.unit_axes == [0] and layer.unit_biases == [None]
-    report = keras_anneal.prune(model, sparsity=0.95)  # No guard: 85 of 90 go.
+    with pytest.warns(UserWarning, match=r"no output unit connected in \['masked_t'\]"):
+        report = keras_anneal.prune(model, sparsity=0.95)  # No guard: 85 of 90 go.
     assert report.pruned == 85
+    x = np.random.default_rng(0).normal(size=(8, 4, 4, 2))
+    with pytest.warns(UserWarning, match=r"removes no whole units from \['masked_t'\]"):
+        model.compile(optimizer="sgd", loss="mse")
+        model.fit(x, model.predict(x, verbose=0), epochs=1, verbose=0, callbacks=[
+            keras_anneal.AnnealedPruning(schedules.ConstantSparsity(0.5), granularity="unit")])
 
 
 def test_nested_sequential_models_are_opened_and_compacted():
@@ -363,6 +369,19 @@ def test_layers_it_does_not_know_keep_the_units_they_read():
         compacted = keras_anneal.compact(model)
     assert compacted.get_layer("a").units == 4
     same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 5)))
+
+
+def test_a_wrapper_it_does_not_know_keeps_what_it_reads():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((5, 6)), keras.layers.Dense(8, activation="relu", name="a"),
+        keras.layers.TimeDistributed(keras.layers.Dense(4), name="per_step"),
+        keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2, name="out")]))
+    set_dead(model.get_layer("masked_a"), [0])
+    with pytest.warns(UserWarning, match=r"kept.*'a'"):
+        compacted = keras_anneal.compact(model)
+    assert compacted.get_layer("a").units == 8
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 5, 6)))
 
 
 def test_a_layer_with_every_unit_dead_keeps_one():
