@@ -174,6 +174,7 @@ class AnnealedPruning(keras.callbacks.Callback):
     ):
         super().__init__()
         self.schedule = schedules_module.get(schedule)
+        self._sparsity_given = None if isinstance(schedule, (schedules_module.PruningSchedule, dict)) else schedule
         self.frequency = _validation.check_step("frequency", frequency, positive=True)
         allocation = allocation_module.resolve_scope(allocation, scope, default="lamp")
         self.allocation = allocation_module.get(allocation)
@@ -226,7 +227,19 @@ class AnnealedPruning(keras.callbacks.Callback):
             )
         steps, epochs = self.params.get("steps"), self.params.get("epochs")
         self._total_steps = steps * epochs if steps and epochs else None
-        self.schedule(0, self._total_steps)  # Fails now, not mid-training, on a bad end.
+        try:  # Fails now, not mid-training, on a bad end.
+            self.schedule(0, self._total_steps)
+        except ValueError as error:
+            if self._total_steps is not None or self._sparsity_given is None:
+                raise
+            raise ValueError(
+                f"AnnealedPruning({self._sparsity_given!r}) anneals on "
+                "`schedules.recommended`, from 20% to 80% of this `fit`'s steps, so "
+                "`fit` must know its length: pass `steps_per_epoch` (or data of known "
+                "length), or give a plan in step numbers, e.g. "
+                f"`schedules.FSA({self._sparsity_given!r}, mu=0, begin_step=1000, "
+                "end_step=4000)`. Received: steps_per_epoch=None"
+            ) from error
         self._completion_step = self.schedule.completion_step(self._total_steps)
         self._warn_on_a_plan_this_fit_cannot_follow()
         if self._total_steps is None and (self.temporary or self.regrowth):

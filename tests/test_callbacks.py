@@ -333,6 +333,11 @@ def test_end_fraction_without_known_length_is_a_clear_error():
     callback = AnnealedPruning(schedules.FSA(0.5, end_fraction=0.5))
     with pytest.raises(ValueError, match="end_fraction=0.5.*steps_per_epoch"):
         model.fit(batches(), epochs=1, steps_per_epoch=None, verbose=0, callbacks=[callback])
+    # A bare sparsity: the message speaks of what the user wrote.
+    with pytest.raises(ValueError, match=r"AnnealedPruning\(0.5\) anneals on `schedules.recommended`"
+                                         r".*steps_per_epoch"):
+        model.fit(batches(), epochs=1, steps_per_epoch=None, verbose=0,
+                  callbacks=[AnnealedPruning(0.5)])
 
 
 @pytest.mark.parametrize(
