@@ -185,6 +185,15 @@ def is_prunable(layer):
     )
 
 
+def declares_prunable_weights(layer):
+    """Whether `layer` is a user's layer that says which of its weights are
+    prunable (`register_prunable_layer` or `get_prunable_weights()`), so
+    that its other weights are unprunable by declaration."""
+    if callable(getattr(layer, "get_prunable_weights", None)):
+        return True
+    return _own_prunable_names(layer) is not None and not isinstance(layer, SUPPORTED_LAYERS)
+
+
 def _has_unbuilt_sublayer(layer):
     return any(
         not sublayer.built

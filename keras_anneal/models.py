@@ -11,6 +11,7 @@ from keras_anneal import drop_connect as noise
 from keras_anneal import masking
 from keras_anneal.layers import SUPPORTED_LAYERS
 from keras_anneal.layers import Masked
+from keras_anneal.layers import declares_prunable_weights
 from keras_anneal.layers import is_prunable
 from keras_anneal.layers import prunable_variables
 
@@ -184,14 +185,18 @@ def _unprunable_weights(layer):
         if isinstance(sublayer, _NOT_PRUNABLE_BY_DESIGN):
             continue
         own = [w for w in sublayer._trainable_variables if id(w) not in covered]
-        if own and not isinstance(sublayer, keras.Model) and not _is_bias_holder(sublayer, own):
+        if own and not isinstance(sublayer, keras.Model) and not _unmasked_by_design(sublayer, own):
             skipped += [w.path for w in own]
     return skipped
 
 
-def _is_bias_holder(layer, weights):
-    """Whether `weights` are only the biases of a prunable layer (never pruned)."""
-    return is_prunable(layer) and all("bias" in w.name for w in weights)
+def _unmasked_by_design(layer, weights):
+    """Whether `weights` are left unmasked on purpose: the biases of a
+    prunable layer, or any weight but those a user's layer declares
+    prunable (with `register_prunable_layer` or `get_prunable_weights`)."""
+    if not is_prunable(layer):
+        return False
+    return declares_prunable_weights(layer) or all("bias" in w.name for w in weights)
 
 
 def _layer_selector(model, layers):

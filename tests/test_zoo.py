@@ -7,6 +7,7 @@ predicts the same with the same masks, and one post-training search runs.
 """
 
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -285,6 +286,27 @@ def test_layers_with_unknown_weights_are_named_in_one_warning():
     model = keras.Model(inputs, L.Dense(2)(Scale(name="scale")(inputs)))
     with pytest.warns(UserWarning, match=r"left these trainable weights unmasked.*'scale'"):
         keras_anneal.prune_model(model)
+
+
+def test_the_weights_a_layer_declares_unprunable_are_not_warned_of():
+    class Affine(L.Layer):  # Its offset is not named `bias`.
+        def build(self, shape):
+            self.w = self.add_weight(shape=(shape[-1], 3))
+            self.b = self.add_weight(shape=(3,), initializer="zeros")
+
+        def call(self, x):
+            return x @ self.w + self.b
+
+        def get_prunable_weights(self):
+            return [self.w]
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, L.Dense(2)(Affine()(inputs)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pruned = keras_anneal.prune_model(model)
+    assert not [w for w in caught if "unmasked" in str(w.message)]
+    assert len(keras_anneal.masked_layers(pruned)) == 2
 
 
 def test_two_threads_calling_one_model_leave_its_variables_in_place():
