@@ -8,6 +8,8 @@ value, naming the argument and the value received, in the Keras style:
 import math
 import numbers
 
+import numpy as np
+
 
 def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
@@ -148,3 +150,19 @@ def check_drop_connect_groups(value, drop_connect):
             f"drop_connect={drop_connect!r}"
         )
     return value
+
+
+def is_batch_iterable(x):
+    """A `tf.data.Dataset`, a generator or another iterable of `(x, y)` batches."""
+    return (hasattr(x, "__iter__") and not isinstance(x, (np.ndarray, list, tuple, dict))
+            and not hasattr(x, "shape"))
+
+
+def check_targets(x, y):
+    """Array inputs need their targets: the loss and metrics are computed on them."""
+    if y is None and not is_batch_iterable(x):
+        raise ValueError(
+            "Argument `y` is required with array inputs `x`: the targets the loss "
+            "and metrics are computed on (or pass a dataset of `(x, y)` batches as "
+            f"`x`). Received: x of type {type(x).__name__}, y=None"
+        )

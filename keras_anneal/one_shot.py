@@ -33,7 +33,8 @@ def prune(
     `prune(model, criterion, sparsity, *, allocation=..., data=..., ...)`:
     the options after `sparsity` are keyword-only.
 
-    Prunes exactly `floor(s * N)` of the `N` prunable weights, split among
+    Prunes exactly `floor(s * N)` of the `N` prunable weights (N2PS, which
+    removes whole units, `floor(s * units)` of each hidden layer's), split among
     the weight tensors by the allocation (`keras_anneal.allocation`), keeping
     the weights of largest criterion score within each; weights already
     pruned stay pruned, and no output unit loses its last incoming weight

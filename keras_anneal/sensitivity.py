@@ -157,6 +157,7 @@ def sensitivity_scan(
     mode = _validation.check_choice("mode", mode, ("auto", "min", "max"))
     batch_size = _validation.check_step("batch_size", batch_size, positive=True)
     keep_units_connected = _validation.check_bool("keep_units_connected", keep_units_connected)
+    _validation.check_targets(x, y)
     layers = masked_layers(model)
     if not layers:
         raise ValueError(

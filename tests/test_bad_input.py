@@ -137,11 +137,13 @@ CASES = [
     ("search-iterations", lambda m: keras_anneal.search.SimulatedAnnealing(iterations=0), ValueError, "iterations", "iterations=0"),
     ("search-uncompiled", lambda m: keras_anneal.search.simulated_annealing(m, np.ones((4, 6)), np.ones((4, 2)), verbose=0), ValueError, "model", "compile"),
     ("search-layers", lambda m: (m.compile(loss="mse"), keras_anneal.search.simulated_annealing(m, np.ones((4, 6)), np.ones((4, 2)), layers=["nope"], verbose=0)), ValueError, "layers", "'nope'"),
+    ("search-no-targets", lambda m: (m.compile(loss="mse"), keras_anneal.search.simulated_annealing(m, np.ones((4, 6)), verbose=0)), ValueError, "y", "y=None"),
+    ("scan-no-targets", lambda m: (m.compile(loss="mse"), keras_anneal.sensitivity_scan(m, np.ones((4, 6)))), ValueError, "y", "y=None"),
 ]
 
 
-def test_the_77_kinds_of_bad_input_the_readme_counts():
-    assert len({case[0] for case in CASES}) >= 77
+def test_the_79_kinds_of_bad_input_the_readme_counts():
+    assert len({case[0] for case in CASES}) >= 79
 
 
 @pytest.mark.parametrize("call, error, argument, received", [case[1:] for case in CASES],

@@ -99,11 +99,6 @@ def _num_samples(x):
     return len(leaves[0])
 
 
-def _is_batch_iterable(x):
-    """A `tf.data.Dataset`, a generator or another iterable of `(x, y)` batches."""
-    return hasattr(x, "__iter__") and not isinstance(x, (np.ndarray, list, tuple, dict)) and not hasattr(x, "shape")
-
-
 def _slice(part, start, stop):
     return None if part is None else keras.tree.map_structure(lambda a: a[start:stop], part)
 
@@ -121,7 +116,7 @@ def calibration_batches(x, y=None, sample_weight=None, batch_size=None):
     """
     if batch_size is not None:
         _validation.check_step("batch_size", batch_size, positive=True)
-    if _is_batch_iterable(x):
+    if _validation.is_batch_iterable(x):
         if y is not None or sample_weight is not None:
             raise ValueError(
                 "Argument `y` and `sample_weight` must be None when `x` is a dataset "
@@ -132,6 +127,7 @@ def calibration_batches(x, y=None, sample_weight=None, batch_size=None):
             batch = tuple(batch) if isinstance(batch, (tuple, list)) else (batch,)
             raw.append((batch + (None, None))[:3])
     else:
+        _validation.check_targets(x, y)
         count = _num_samples(x)
         step = batch_size or max(count, 1)
         raw = [
@@ -389,7 +385,7 @@ class MaskSearch:
         inconsistent (a dataset or generator is left unread)."""
         _check_compiled(model)
         searched_layers(model, self.layers)
-        if not _is_batch_iterable(x):
+        if not _validation.is_batch_iterable(x):
             calibration_batches(x, y, sample_weight, self.batch_size)
 
     def _search(self, state, units):
