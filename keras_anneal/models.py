@@ -107,6 +107,8 @@ def _copy_layer(layer, weights=None, template=None):
     try:
         copy = _from_config(layer)
     except Exception as error:
+        if not layer.weights:  # A `Lambda` of a Python function: nothing to copy,
+            return layer  # so the pruned model shares it, as it shares `x + y`.
         raise _not_copyable(layer, f"rebuilding it from its config failed ({error})") from error
     if not layer.weights:
         return copy

@@ -288,6 +288,19 @@ def test_layers_with_unknown_weights_are_named_in_one_warning():
         keras_anneal.prune_model(model)
 
 
+def test_a_lambda_layer_of_a_python_function_is_shared_not_copied():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    scaled = L.Lambda(lambda t: t * 2.0 + 1.0)(L.Dense(8)(inputs))  # Its config will not load.
+    model = keras.Model(inputs, L.Dense(2)(scaled))
+    pruned = keras_anneal.prune_model(model)
+    keras_anneal.prune(pruned, sparsity=0.5)
+    x = np.random.default_rng(0).normal(size=(4, 6))
+    stripped = keras_anneal.strip(pruned)
+    np.testing.assert_allclose(predict(pruned, x), predict(stripped, x), atol=1e-6)
+    assert keras_anneal.sparsity_report(stripped).pruned == 32
+
+
 def test_the_weights_a_layer_declares_unprunable_are_not_warned_of():
     class Affine(L.Layer):  # Its offset is not named `bias`.
         def build(self, shape):
