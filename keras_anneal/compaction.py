@@ -111,8 +111,9 @@ def _warn_of_zeros_left(model, compacted):
     if left:
         warnings.warn(
             f"compact: {left} pruned weights inside kept units are plain zeros in the "
-            "compacted model, and training it lets them grow back. Unit pruning "
-            "(`granularity='unit'`) leaves none.",
+            "compacted model, and training it lets them grow back: zeros of "
+            "weight-level pruning, or the weights of dead units that had to stay "
+            "(named in another warning).",
             UserWarning,
             stacklevel=3,
         )
