@@ -35,15 +35,23 @@ _REGISTRY = {
     keras.layers.SeparableConv1D: ("depthwise_kernel", "pointwise_kernel"),
     keras.layers.SeparableConv2D: ("depthwise_kernel", "pointwise_kernel"),
     keras.layers.Embedding: ("embeddings",),
-    # Recurrent cells: an LSTM, GRU or SimpleRNN layer (or a Bidirectional
+    # Recurrent cells: an LSTM, GRU, SimpleRNN or ConvLSTM layer (or a Bidirectional
     # one) is prunable through its cell, input and recurrent kernels alike.
     keras.layers.LSTMCell: ("kernel", "recurrent_kernel"),
     keras.layers.GRUCell: ("kernel", "recurrent_kernel"),
     keras.layers.SimpleRNNCell: ("kernel", "recurrent_kernel"),
 }
+try:  # The cell of ConvLSTM1D/2D/3D, which Keras does not export.
+    from keras.src.layers.rnn.conv_lstm import ConvLSTMCell as _ConvLSTMCell
+except ImportError:  # pragma: no cover - a Keras that moved it: ConvLSTM stays unmasked.
+    _ConvLSTMCell = None
+if _ConvLSTMCell is not None:
+    _REGISTRY[_ConvLSTMCell] = ("kernel", "recurrent_kernel")
 SUPPORTED_LAYERS = tuple(_REGISTRY)
 # Cells whose two kernels share their output columns (gate x unit) and bias.
-_RECURRENT = (keras.layers.LSTMCell, keras.layers.GRUCell, keras.layers.SimpleRNNCell)
+_RECURRENT = tuple(cell for cell in (
+    keras.layers.LSTMCell, keras.layers.GRUCell, keras.layers.SimpleRNNCell, _ConvLSTMCell,
+) if cell is not None)
 # Kernels whose last two axes index the output channels (input x multiplier).
 _DEPTHWISE = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
 

@@ -399,17 +399,20 @@ def test_unit_pruning_of_attention_zeroes_the_bias_of_each_dead_head_index():
     assert alive.sum() == 4 and np.all(query_bias[~alive] == 0) and np.all(query_bias[alive] != 0)
 
 
-@pytest.mark.parametrize("rnn", [L.LSTM(3), L.GRU(3), L.SimpleRNN(3)], ids=lambda r: type(r).__name__)
-def test_a_recurrent_layer_masks_its_input_and_recurrent_kernels(rnn):
-    inputs = keras.Input((5, 4))
+@pytest.mark.parametrize("rnn, steps", [
+    (L.LSTM(3), (5, 4)), (L.GRU(3), (5, 4)), (L.SimpleRNN(3), (5, 4)),
+    (L.ConvLSTM1D(3, 2, padding="same"), (5, 6, 4)),  # Kernels (2, 4, 12) and (2, 3, 12).
+], ids=lambda r: type(r).__name__ if isinstance(r, L.Layer) else "")
+def test_a_recurrent_layer_masks_its_input_and_recurrent_kernels(rnn, steps):
+    inputs = keras.Input(steps)
     pruned = keras_anneal.prune_model(keras.Model(inputs, rnn(inputs)))
     (layer,) = keras_anneal.masked_layers(pruned)
     kernel, recurrent = layer.prunable_weights
-    assert [kernel.shape[0], recurrent.shape[0]] == [4, 3]
+    assert [kernel.shape[-2], recurrent.shape[-2]] == [4, 3]  # Input channels, units.
     assert layer.unit_biases == [None, None]  # The two kernels share each column's bias.
     masks = [(np.arange(math.prod(w.shape)) % 2).reshape(w.shape) for w in (kernel, recurrent)]
     layer.set_masks(masks)
-    x = np.random.default_rng(0).normal(size=(2, 5, 4)).astype("float32")
+    x = np.random.default_rng(0).normal(size=(2, *steps)).astype("float32")
     # The masked layer computes as the same layer with its pruned weights zeroed.
     plain = keras_anneal.strip(pruned)
     cell = plain.layers[-1].cell
