@@ -609,7 +609,9 @@ def sparsity_report(model):
 
     A model without `Masked` layers (one that `strip` or `compact` returned)
     is read from its weights: the exact zeros among those `prune_model`
-    would mask, per layer.
+    would mask, per layer. It counts every prunable layer, so a model
+    pruned with `prune_model(..., layers=...)` reports a lower overall
+    sparsity once stripped: the layers left dense count too.
 
     Args:
         model: a `keras.Model`, holding `Masked` layers at any depth or none.
