@@ -397,6 +397,12 @@ class LAMP(Allocation):
         return _rank_globally(tensors, scores, n_pruned)
 
 
+_EVERY_LAYER_NAMED = (
+    " (a dict naming every layer must prune that many, within one weight per "
+    "layer of rounding)"
+)
+
+
 @keras.saving.register_keras_serializable(package="keras_anneal")
 class PerLayer(Allocation):
     """Some layers at their own sparsity; the others share the rest by `rest`.
@@ -477,7 +483,7 @@ class PerLayer(Allocation):
                 f"Argument `allocation` makes the overall target unreachable: it pins "
                 f"{pinned} pruned weights and leaves at most {room} to the other layers "
                 f"({free}), but final sparsity {final_sparsity:g} prunes {target} of "
-                f"{total}{'' if free else ' (a dict naming every layer must prune that many, within one weight per layer of rounding)'}. "
+                f"{total}{'' if free else _EVERY_LAYER_NAMED}. "
                 f"Received: allocation={self.sparsities!r}"
             )
 

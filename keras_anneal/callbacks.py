@@ -28,9 +28,10 @@ class AnnealedPruning(keras.callbacks.Callback):
     """Prunes `Masked` layers during `fit`, following an annealing schedule.
 
     Before the first step, then every `frequency` optimizer updates and at
-    the step where the plan reaches its final sparsity, the callback asks the schedule for the overall target sparsity `s` at the
-    current step, so that exactly `floor(s * N)` of the model's `N` prunable
-    weights are pruned; the allocation splits that count among the weight
+    the step where the plan reaches its final sparsity, the callback asks
+    the schedule for the overall target sparsity `s` at the current step,
+    so that exactly `floor(s * N)` of the model's `N` prunable weights are
+    pruned; the allocation splits that count among the weight
     tensors (`keras_anneal.allocation`: uniform, global ranking, ERK, LAMP,
     or per-layer sparsities), and the criterion (`|w|` by default) chooses
     which weights go within each. Unless `keep_units_connected=False`, no
@@ -174,7 +175,8 @@ class AnnealedPruning(keras.callbacks.Callback):
     ):
         super().__init__()
         self.schedule = schedules_module.get(schedule)
-        self._sparsity_given = None if isinstance(schedule, (schedules_module.PruningSchedule, dict)) else schedule
+        given_as_a_number = not isinstance(schedule, (schedules_module.PruningSchedule, dict))
+        self._sparsity_given = schedule if given_as_a_number else None
         self.frequency = _validation.check_step("frequency", frequency, positive=True)
         allocation = allocation_module.resolve_scope(allocation, scope, default="lamp")
         self.allocation = allocation_module.get(allocation)
