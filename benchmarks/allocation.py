@@ -28,6 +28,9 @@ separable convnet) and seed, trains:
   `...-gaussian0.5-conv0.1` with that noise at rate 0.1 on the convolutions
   too (each output position drawn apart: noise on the features the
   published network's Dropout acted on);
+- `lamp-s0.9-linear-early-{rigl,set}-dropconnect0.3`: 90% reached by 40%
+  of training, then RigL's (by gradient) or SET's (at random) drop-and-regrow
+  until 75%, with DropConnect 0.3 on the Dense layers (dynamic sparsity);
 - `lamp-s0.9-linear-late-with-dropout`: the same plan with the published
   Dropout kept (a hybrid, not a replacement);
 - `budget`: the published network, Dropout kept, trained as `published`,
@@ -160,6 +163,16 @@ def variants():
     table["lamp-s0.9-linear-late-gaussian0.5-conv0.1"] = {
         **table["lamp-s0.9-linear-late-gaussian0.5"], "conv_drop_connect": 0.1,
     }
+    # Dynamic sparsity at 90%: reached by 40% of training on a linear plan,
+    # then the topology keeps moving until 75% (RigL's drop-and-regrow by
+    # gradient, SET's at random), with DropConnect 0.3 on the Dense layer:
+    # does a moving topology buy the capacity a fixed one lacks?
+    early = {"name": "fsa", "mu": 0.0, "end_fraction": 0.4}
+    for grow, label in (("gradient", "rigl"), ("random", "set")):
+        table[f"lamp-s0.9-linear-early-{label}-dropconnect0.3"] = {
+            **table["lamp-s0.9-linear-late-dropconnect0.3"], "schedule": early,
+            "regrowth": {"fraction": 0.3, "grow": grow, "end_fraction": 0.75},
+        }
     # The published network's Dropout kept, 90% pruned on the recommended plan
     # beside it (the hybrid: it does not count for issue 14's goal (a), which
     # replaces the Dropout; it says what 90% costs a network that keeps it).
@@ -244,6 +257,8 @@ def run(network, config, seed, data, args):
     options = {"allocation": config["allocation"]} if "allocation" in config else {}
     if "regrowth" in config:
         options["regrowth"] = keras_anneal.Regrowth(**config["regrowth"])
+        if options["regrowth"].grow == "gradient":
+            options["regrowth_data"] = (x_train, y_train)
     if "temporary" in config:
         options["temporary"] = keras_anneal.TemporaryRemoval(**config["temporary"])
     if config.get("fine_tune"):  # Dense training first; then pruning, within the budget.
