@@ -205,12 +205,10 @@ def _weight_tensor(layer, weight, score, mask, keep_units_connected, unit_axes):
     masking.check_finite_scores(score, kept, f"a weight tensor of layer '{layer}'")
     score[~kept] = -np.inf
     reserved = 0
-    if keep_units_connected and score.ndim >= 2 and unit_axes > 0:
-        units = score.reshape(-1, math.prod(score.shape[score.ndim - unit_axes:]))
-        best = np.argmax(units, axis=0)  # Lowest index among ties.
-        connected = np.flatnonzero(np.isfinite(units[best, np.arange(units.shape[1])]))
-        units[best[connected], connected] = np.inf
-        reserved = connected.size
+    if keep_units_connected:
+        anchors = masking.unit_anchors(score, kept, unit_axes)
+        score[anchors] = np.inf
+        reserved = int(np.count_nonzero(anchors))
     lowest = int(np.count_nonzero(~kept))
     return WeightTensor(layer, weight * kept, score, lowest, score.size - reserved)
 

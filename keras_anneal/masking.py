@@ -59,6 +59,35 @@ def check_finite_scores(score, kept, where):
         )
 
 
+def unit_anchors(scores, kept, unit_axes=1):
+    """Boolean array: each connected unit's best kept weight, the one to keep.
+
+    A unit is an index of the last `unit_axes` axes (a Dense kernel's
+    column, a convolution's filter); a connected unit has at least one kept
+    weight. Its anchor is the kept weight of largest score (ties to the lower
+    index): never pruning anchors keeps every connected unit connected.
+    Tensors of fewer than 2 axes, or with `unit_axes` 0 (units unknown),
+    have no anchors.
+
+    Example:
+
+    >>> scores = np.array([[3.0, 0.1], [1.0, 0.2]])
+    >>> unit_anchors(scores, np.array([[False, True], [True, True]])).tolist()
+    [[False, False], [True, True]]
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    kept = np.asarray(kept, dtype=bool)
+    anchors = np.zeros(kept.shape, dtype=bool)
+    if kept.ndim < 2 or unit_axes <= 0:
+        return anchors
+    width = math.prod(kept.shape[kept.ndim - unit_axes:])
+    units = np.where(kept, scores, -np.inf).reshape(-1, width)
+    best = np.argmax(units, axis=0)  # Lowest index among ties.
+    connected = kept.reshape(-1, width).any(axis=0)
+    anchors.reshape(-1, width)[best[connected], np.flatnonzero(connected)] = True
+    return anchors
+
+
 def keep_largest(scores, n_keep):
     """Boolean array keeping the `n_keep` largest scores, ties to lower index.
 

@@ -410,3 +410,71 @@ def test_candidates_with_a_nan_loss_are_rejected_and_counted(run, monkeypatch):
         result = run(model, *calibration())
     assert hidden.get_masks()[0][0].all()  # No candidate with a NaN loss was kept.
     assert math.isfinite(result.loss) and keras_anneal.sparsity_report(model).pruned > 0
+
+
+def narrow_model():
+    """A trained 8 -> 16 -> 2 model whose second output weighs little in the loss."""
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)]))
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    x, y = task_data()
+    model.fit(x, np.concatenate([y, 0.01 * y], axis=1), epochs=20, batch_size=32, verbose=0)
+    xc, yc = calibration()
+    return model, xc, np.concatenate([yc, 0.01 * yc], axis=1)
+
+
+def connected_units(model):
+    """Per masked layer, the output units that keep an incoming weight."""
+    return {layer.name: layer.get_masks()[0].reshape(-1, layer.get_masks()[0].shape[-1]).any(axis=0)
+            for layer in keras_anneal.masked_layers(model)}
+
+
+GUARDED_SEARCHES = {
+    "annealing": lambda **kw: search.SimulatedAnnealing(iterations=60, mutation_rate=0.6, patience=None,
+                                                        loss_cap=10.0, **kw),
+    "genetic": lambda **kw: search.GeneticAlgorithm(generations=6, population_size=6, tournament_size=3,
+                                                    mutation_rate=0.6, patience=None, loss_cap=10.0, **kw),
+    "fixed-budget": lambda **kw: search.FixedBudgetAnnealing(0.85, iterations=60, init="random", **kw),
+}
+
+
+@pytest.mark.parametrize("name", sorted(GUARDED_SEARCHES))
+def test_searches_keep_every_unit_connected_unless_told(name):
+    # Under a loose cap and a high pruning rate, an unguarded search cuts
+    # units off; the guarded one prunes as hard but leaves each unit a weight.
+    cut = {}
+    for guard in (True, False):
+        model, x, y = narrow_model()
+        result = GUARDED_SEARCHES[name](keep_units_connected=guard, seed=0, verbose=0).run(model, x, y)
+        cut[guard] = sum(int((~alive).sum()) for alive in connected_units(model).values())
+        assert result.sparsity > 0.5
+    assert cut[True] == 0
+    assert cut[False] > 0
+
+
+def test_guarded_fixed_budget_stays_exact_and_refuses_the_anchors():
+    model = trained_model()  # 8 -> 16 -> 1: 144 weights, 17 output units.
+    search.fixed_budget_annealing(model, *calibration(), budget=127, iterations=10, seed=0, verbose=0)
+    assert keras_anneal.sparsity_report(model).pruned == 127
+    assert all(alive.all() for alive in connected_units(model).values())
+    model = trained_model()
+    before = snapshot(model)
+    masks_before = [layer.get_masks() for layer in keras_anneal.masked_layers(model)]
+    with pytest.raises(ValueError, match=r"budget.*127 weights.*keep_units_connected=True.*budget=128"):
+        search.fixed_budget_annealing(model, *calibration(), budget=128, iterations=10, seed=0, verbose=0)
+    assert_unchanged(model, before)
+    for layer, masks in zip(keras_anneal.masked_layers(model), masks_before):
+        for a, b in zip(layer.get_masks(), masks):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_unit_anchors_take_each_connected_units_largest_kept_weight():
+    scores = np.array([[0.5, 4.0, 1.0], [2.0, 3.0, 1.0], [2.0, 9.0, 0.0]])
+    kept = np.array([[True, True, False], [True, True, False], [True, False, False]])
+    anchors = keras_anneal.masking.unit_anchors(scores, kept)
+    # Column 0: a tie at 2.0 goes to the lower row; column 1: 9.0 is pruned; column 2: no weight left.
+    assert anchors.tolist() == [[False, True, False], [True, False, False], [False, False, False]]
+    assert not keras_anneal.masking.unit_anchors(scores, kept, unit_axes=0).any()
+    conv = np.arange(24.0).reshape(2, 2, 3, 2)
+    assert keras_anneal.masking.unit_anchors(conv, np.ones_like(conv, dtype=bool)).sum() == 2

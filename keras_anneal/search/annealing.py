@@ -20,7 +20,8 @@ class SimulatedAnnealing(LayerwiseSearch):
     `r_k = mutation_rate (1 - k / iterations)`; the neighbour prunes a
     fraction `r_k` of the still-kept weights; it replaces the current mask
     with Metropolis probability `min(1, exp(-(C_new - C) / T_k))`. The mask
-    of lowest cost seen is kept, if within the layer's loss cap.
+    of lowest cost seen is kept, if within the layer's loss cap. Each output
+    unit keeps its largest weight (`keep_units_connected`, default True).
 
     The default cost is `costs.loss_sparsity_cost`; `loss_cap` is a float (the loss
     increase allowed by the last mask, see `costs.RelativeLossCap`) or a
@@ -41,7 +42,8 @@ class SimulatedAnnealing(LayerwiseSearch):
             Defaults to 50.
         loss_cap: see above. Defaults to 0.04.
         **kwargs: `cost`, `layers`, `batch_size`, `fine_tune`, `seed`,
-            `verbose`, see `keras_anneal.search.MaskSearch`.
+            `keep_units_connected`, `verbose`, see
+            `keras_anneal.search.MaskSearch`.
     Example:
 
     >>> model = keras_anneal.prune_model(keras.Sequential(
@@ -64,20 +66,22 @@ class SimulatedAnnealing(LayerwiseSearch):
 
     def _search_mask(self, state, unit):
         current = unit.get()
+        anchors = self._anchors(unit)
         magnitudes = np.abs(unit.weights())
         current_evaluation, current_cost = state.evaluate({unit: current})
         best, best_evaluation, best_cost = current, current_evaluation, current_cost
         bar = state.progress(self.iterations, f"Simulated annealing: {unit.name}")
         since_best = 0
         for step in range(self.iterations):
-            if not current.any() or self._stalled(since_best):
+            prunable = current & ~anchors
+            if not prunable.any() or self._stalled(since_best):
                 break
             rate = operators.decayed_rate(self.mutation_rate, step, self.iterations)
             temperature = operators.log_temperature(self.initial_temperature, step)
             if self.proposal == "random":
-                candidate = operators.prune_random(current, rate, state.rng)
+                candidate = operators.prune_random(prunable, rate, state.rng) | anchors
             else:
-                candidate = operators.prune_small(current, magnitudes, rate, state.rng)
+                candidate = operators.prune_small(prunable, magnitudes, rate, state.rng) | anchors
             evaluation, cost = state.evaluate({unit: candidate})
             accepted = operators.metropolis_accepts(cost - current_cost, temperature, state.rng)
             since_best += 1
@@ -100,7 +104,8 @@ class FixedBudgetAnnealing(MaskSearch):
     """Simulated annealing of which exactly `budget` weights to remove.
 
     The state is a set of exactly k positions among the still-kept weights of
-    the searched masks, all layers together. A neighbour moves
+    the searched masks, all layers together (each output unit's largest
+    weight left out of it: `keep_units_connected`, default True). A neighbour moves
     `max(1, round(move_fraction (1 - step / iterations) k))` of them to other
     kept positions; the energy is the cost (by default the loss,
     `costs.loss_energy`), accepted by the Metropolis rule at temperature
@@ -118,7 +123,8 @@ class FixedBudgetAnnealing(MaskSearch):
         init: the first set: `"magnitude"` (the k smallest |w|) or
             `"random"`. Defaults to `"magnitude"`.
         **kwargs: `cost`, `layers`, `batch_size`, `fine_tune`, `seed`,
-            `verbose`, see `keras_anneal.search.MaskSearch`.
+            `keep_units_connected`, `verbose`, see
+            `keras_anneal.search.MaskSearch`.
 
     Example:
 
@@ -156,25 +162,28 @@ class FixedBudgetAnnealing(MaskSearch):
 
     def _check_units(self, units):
         count = self._budget_count(units)
-        kept = sum(int(unit.get().sum()) for unit in units)
-        if count > kept:
+        removable = sum(int((unit.get() & ~self._anchors(unit)).sum()) for unit in units)
+        if count > removable:
             names = ", ".join(unit.name for unit in units)
+            guard = (", less one per connected output unit (keep_units_connected=True)"
+                     if self.keep_units_connected else "")
             raise ValueError(
-                f"Argument `budget` must not exceed the {kept} weights still kept in "
-                f"the searched masks ({names}). Received: budget={self.budget!r} "
+                f"Argument `budget` must not exceed the {removable} weights still kept in "
+                f"the searched masks ({names}){guard}. Received: budget={self.budget!r} "
                 f"({count} weights)"
             )
 
     def _search(self, state, units):
         state.scorer.focus([unit.layer for unit in units])
         starts = [unit.get() for unit in units]
-        allowed = np.concatenate([mask.ravel() for mask in starts])
+        kept = np.concatenate([mask.ravel() for mask in starts])
+        allowed = np.concatenate([(mask & ~self._anchors(unit)).ravel() for unit, mask in zip(units, starts)])
         bounds = np.cumsum([0] + [mask.size for mask in starts])
         count = self._budget_count(units)
 
         def changes(removed):
             return {
-                unit: (allowed[lo:hi] & ~removed[lo:hi]).reshape(start.shape)
+                unit: (kept[lo:hi] & ~removed[lo:hi]).reshape(start.shape)
                 for unit, start, lo, hi in zip(units, starts, bounds[:-1], bounds[1:])
             }
 

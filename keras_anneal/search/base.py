@@ -16,6 +16,7 @@ import numpy as np
 from keras import ops
 
 from keras_anneal import _validation
+from keras_anneal import masking
 from keras_anneal._metrics import compiled_metrics
 from keras_anneal.layers import Masked
 from keras_anneal.models import masked_layers
@@ -90,6 +91,11 @@ class MaskUnit:
 
     def weights(self):
         return ops.convert_to_numpy(self.layer.prunable_weights[self.index])
+
+    def anchors(self):
+        """Boolean: the kept weight of largest `|w|` of each connected output
+        unit (`masking.unit_anchors`), which the unit guard never prunes."""
+        return masking.unit_anchors(np.abs(self.weights()), self.get(), self.layer.unit_axes[self.index])
 
 
 def _num_samples(x):
@@ -357,12 +363,18 @@ class MaskSearch:
             `dict(x=x_train, y=y_train, epochs=1)`) to train the kept weights
             after the search.
         seed: seed of the search's random numbers, for a reproducible run.
+        keep_units_connected: never prune the last incoming weight of an
+            output unit that has one when the search starts (each unit's
+            weight of largest `|w|` stays), as `AnnealedPruning` does: the
+            search judges the summed loss only, and could otherwise cut off
+            a unit, or a head whose loss weighs little. Defaults to True.
         verbose: 0 for silence, 1 for a progress bar per searched mask.
     """
 
     default_cost = None
 
-    def __init__(self, *, cost=None, layers=None, batch_size=None, fine_tune=None, seed=None, verbose=1):
+    def __init__(self, *, cost=None, layers=None, batch_size=None, fine_tune=None, seed=None,
+                 keep_units_connected=True, verbose=1):
         self.cost = costs.check_cost(cost, type(self).default_cost)
         if isinstance(layers, (str, keras.layers.Layer)):
             layers = [layers]
@@ -377,7 +389,14 @@ class MaskSearch:
             )
         self.fine_tune = fine_tune
         self.seed = None if seed is None else _validation.check_step("seed", seed)
+        self.keep_units_connected = _validation.check_bool("keep_units_connected", keep_units_connected)
         self.verbose = verbose
+
+    def _anchors(self, unit):
+        """The weights of `unit` this search may not prune (the unit guard's)."""
+        if self.keep_units_connected:
+            return unit.anchors()
+        return np.zeros(unit.get().shape, dtype=bool)
 
     def check(self, model, x, y=None, sample_weight=None):
         """Raises on what `run` would refuse, without searching: a model not

@@ -19,7 +19,8 @@ class GeneticAlgorithm(LayerwiseSearch):
     `tournament_size` drawn), single-point crossover with probability
     `crossover_rate`, then mutation at `mutation_rate (1 - g / generations)`
     (a redrawn gene is kept with that probability, so mutation mostly
-    prunes). Weights pruned before the search stay pruned. The lowest-cost
+    prunes). Weights pruned before the search stay pruned, and each output
+    unit keeps its largest weight (`keep_units_connected`). The lowest-cost
     mask seen is kept, if within the layer's loss cap.
 
     Args:
@@ -41,7 +42,8 @@ class GeneticAlgorithm(LayerwiseSearch):
         loss_cap: a float (loss increase allowed by the last mask) or a
             callable, as in `SimulatedAnnealing`. Defaults to 0.04.
         **kwargs: `cost`, `layers`, `batch_size`, `fine_tune`, `seed`,
-            `verbose`, see `keras_anneal.search.MaskSearch`.
+            `keep_units_connected`, `verbose`, see
+            `keras_anneal.search.MaskSearch`.
 
     Example:
 
@@ -83,8 +85,10 @@ class GeneticAlgorithm(LayerwiseSearch):
         self.max_retries = _validation.check_step("max_retries", max_retries, positive=True)
         super().__init__(patience=patience, **kwargs)
 
-    def _score(self, state, unit, masks):
-        return [(mask, *state.evaluate({unit: mask})) for mask in masks]
+    def _score(self, state, unit, masks, anchors):
+        # Members hold the prunable weights only; the unit guard's anchors
+        # are added to each for its evaluation, and to the mask found.
+        return [(mask, *state.evaluate({unit: mask | anchors})) for mask in masks]
 
     def _random_member(self, allowed, magnitudes, prune_rate, rng):
         if self.proposal == "random":
@@ -96,14 +100,14 @@ class GeneticAlgorithm(LayerwiseSearch):
             return operators.mutate(mask, rate, allowed, rng)
         return operators.mutate_small(mask, magnitudes, rate, allowed, rng)
 
-    def _initial_population(self, state, unit, allowed, magnitudes):
+    def _initial_population(self, state, unit, allowed, anchors, magnitudes):
         prune_rate = 1.0
         for _ in range(self.max_retries):
             prune_rate *= self.mutation_rate
             population = self._score(state, unit, [
                 self._random_member(allowed, magnitudes, prune_rate, state.rng)
                 for _ in range(self.population_size)
-            ])
+            ], anchors)
             if any(evaluation.within_cap for _, evaluation, _ in population):
                 break
         return population
@@ -121,9 +125,10 @@ class GeneticAlgorithm(LayerwiseSearch):
         return children[:self.population_size - self.elite_size]
 
     def _search_mask(self, state, unit):
-        allowed = unit.get()
+        anchors = self._anchors(unit)
+        allowed = unit.get() & ~anchors
         magnitudes = np.abs(unit.weights())
-        population = self._initial_population(state, unit, allowed, magnitudes)
+        population = self._initial_population(state, unit, allowed, anchors, magnitudes)
         best = min(population, key=lambda member: member[2])
         bar = state.progress(self.generations, f"Genetic algorithm: {unit.name}")
         since_best = 0
@@ -135,7 +140,8 @@ class GeneticAlgorithm(LayerwiseSearch):
             population.sort(key=lambda member: member[2])
             elites = population[:self.elite_size]
             for _ in range(self.max_retries):
-                offspring = self._score(state, unit, self._children(state, population, allowed, magnitudes, rate))
+                children = self._children(state, population, allowed, magnitudes, rate)
+                offspring = self._score(state, unit, children, anchors)
                 if any(evaluation.within_cap for _, evaluation, _ in elites + offspring):
                     break
             population = elites + offspring
@@ -146,7 +152,7 @@ class GeneticAlgorithm(LayerwiseSearch):
             if bar is not None:
                 bar.update(generation + 1, [("cost", best[2]), ("loss", best[1].loss),
                                             ("sparsity", best[1].sparsity)])
-        return best[0], best[1]
+        return best[0] | anchors, best[1]
 
 
 def genetic_algorithm(model, x, y=None, *, sample_weight=None, **kwargs):
