@@ -168,8 +168,9 @@ class FixedBudgetAnnealing(MaskSearch):
             guard = (", less one per connected output unit (keep_units_connected=True)"
                      if self.keep_units_connected else "")
             raise ValueError(
-                f"Argument `budget` must not exceed the {removable} weights still kept in "
-                f"the searched masks ({names}){guard}. Received: budget={self.budget!r} "
+                f"Argument `budget` must not exceed the {removable} weights the search may "
+                f"remove from the searched masks ({names}): those still kept{guard}. "
+                f"Received: budget={self.budget!r} "
                 f"({count} weights)"
             )
 
