@@ -46,7 +46,6 @@ LAMP [46, 9]
 """
 
 import dataclasses
-import math
 import numbers
 
 import keras
@@ -227,9 +226,8 @@ def layer_capacities(layers, masks, unit_axes=None, keep_units_connected=True):
     unit_axes = unit_axes or [1] * len(masks)
     sizes, capacities = {}, {}
     for layer, mask, axes in zip(layers, masks, unit_axes):
-        size, units = int(np.size(mask)), 0
-        if keep_units_connected and np.ndim(mask) >= 2 and axes > 0:
-            units = math.prod(np.shape(mask)[-axes:])
+        size = int(np.size(mask))
+        units = masking.unit_count(np.shape(mask), axes) if keep_units_connected else 0
         sizes[layer] = sizes.get(layer, 0) + size
         capacities[layer] = capacities.get(layer, 0) + size - units
     return sizes, capacities

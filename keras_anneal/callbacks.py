@@ -522,7 +522,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         )
         masks = [old if output else new for old, new, output in zip(permanent, masks, self._outputs)]
         for bias, mask, axes in zip(self._unit_biases, masks, self._unit_axes):
-            if bias is not None and np.ndim(mask) >= 2:
+            if bias is not None and np.ndim(mask) >= 2 and axes > 0:
                 dead = ~mask.reshape(-1, int(np.prod(mask.shape[mask.ndim - axes:]))).any(axis=0)
                 if dead.any():
                     value = ops.convert_to_numpy(bias)
@@ -556,7 +556,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         ]
         self._owners = [layer.name for layer in self._layers for _ in layer.masks]
         self._unit_axes = [axes for layer in self._layers for axes in layer.unit_axes]
-        _warn_of_layers_without_units(self._layers, self.granularity, self.keep_units_connected)
+        _warn_of_layers_without_units(self._layers, self.granularity)
         self._unit_biases = [bias for layer in self._layers for bias in layer.unit_biases]
         producing = channel_dependencies.output_producers(self.model)
         self._outputs = [id(layer) in producing for layer in self._layers for _ in layer.masks]
@@ -603,15 +603,13 @@ class AnnealedPruning(keras.callbacks.Callback):
             self.layer_sparsity[owner] = pruned / total
 
 
-def _warn_of_layers_without_units(layers, granularity, keep_units_connected):
+def _warn_of_layers_without_units(layers, granularity):
     unknown = layers_without_units(layers)
-    if not unknown or not (keep_units_connected or granularity == "unit"):
+    if not unknown or granularity != "unit":
         return
-    what = ("removes no whole units from" if granularity == "unit"
-            else "keeps no output unit connected in")
     warnings.warn(
-        f"AnnealedPruning {what} {unknown}: the units of a transposed convolution "
-        "are not followed, so its weights are pruned one by one, with no unit guard.",
+        f"AnnealedPruning removes no whole units from {unknown}: compaction does not "
+        "follow a transposed convolution's filters, so its weights are pruned one by one.",
         UserWarning,
         stacklevel=3,
     )

@@ -245,12 +245,12 @@ def _substituted(slots, values):
 
 
 def layers_without_units(layers):
-    """Names of the `Masked` layers with a kernel whose units are unknown
-    (`unit_axes` 0: a transposed convolution's `(..., filters, n_in)`), which
-    the unit guard and `granularity="unit"` leave as weights."""
+    """Names of the `Masked` layers with a kernel whose units are not its
+    trailing axes (a transposed convolution's `(..., filters, n_in)`), which
+    `granularity="unit"` leaves as weights (the unit guard follows them)."""
     return [
         layer.name for layer in layers
-        if any(axes == 0 and len(mask.shape) >= 2 for axes, mask in zip(layer.unit_axes, layer.masks))
+        if any(axes <= 0 and len(mask.shape) >= 2 for axes, mask in zip(layer.unit_axes, layer.masks))
     ]
 
 
@@ -537,13 +537,14 @@ class Masked(keras.layers.Wrapper):
         `(k, k, n_in, multiplier)`, whose output channels are its last two
         axes; for an `EinsumDense` kernel, its trailing axes that the output
         keeps (2 for a `MultiHeadAttention` projection `(dim, heads,
-        head_dim)`: each head's each index is a unit); 0 (units unknown: no
-        unit guard, no unit pruning) for a transposed convolution's
-        `(..., filters, n_in)`.
+        head_dim)`: each head's each index is a unit);
+        `masking.UNITS_BEFORE_LAST` (-1) for a transposed convolution's
+        `(..., filters, n_in)`, whose units the unit guard follows but
+        `granularity="unit"` does not remove.
         """
         self._require_built()
         return [
-            0 if isinstance(owner, _TRANSPOSED)
+            masking.UNITS_BEFORE_LAST if isinstance(owner, _TRANSPOSED)
             else 2 if isinstance(owner, _DEPTHWISE) or attribute.lstrip("_") == "depthwise_kernel"
             else _einsum_unit_axes(owner.equation) if isinstance(owner, keras.layers.EinsumDense)
             else 1
@@ -567,7 +568,7 @@ class Masked(keras.layers.Wrapper):
             separable_depthwise = name == "depthwise_kernel" and hasattr(owner, "pointwise_kernel")
             makes_outputs = ("kernel" in name and not separable_depthwise
                              and not isinstance(owner, _RECURRENT))
-            bias = getattr(owner, "bias", None) if makes_outputs and axes else None
+            bias = getattr(owner, "bias", None) if makes_outputs and axes > 0 else None
             unit_shape = tuple(variable.shape[len(variable.shape) - axes:])
             fits = bias is not None and tuple(bias.shape) in ((math.prod(unit_shape),), unit_shape)
             biases.append(bias if fits else None)

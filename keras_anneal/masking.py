@@ -59,15 +59,35 @@ def check_finite_scores(score, kept, where):
         )
 
 
+# `unit_axes` of a kernel whose units are its second-to-last axis alone: a
+# transposed convolution's `(..., filters, in_channels)`.
+UNITS_BEFORE_LAST = -1
+
+
+def unit_count(shape, unit_axes=1):
+    """Output units of a weight tensor of `shape`: the size of its last
+    `unit_axes` axes, of its second-to-last one for `UNITS_BEFORE_LAST`, 0
+    for a tensor of fewer than 2 axes or `unit_axes` 0 (units unknown).
+
+    >>> unit_count((3, 3, 8, 16)), unit_count((3, 3, 8, 16), UNITS_BEFORE_LAST), unit_count((4,))
+    (16, 8, 0)
+    """
+    if len(shape) < 2 or unit_axes == 0:
+        return 0
+    if unit_axes == UNITS_BEFORE_LAST:
+        return int(shape[-2])
+    return math.prod(shape[len(shape) - unit_axes:])
+
+
 def unit_anchors(scores, kept, unit_axes=1):
     """Boolean array: each connected unit's best kept weight, the one to keep.
 
     A unit is an index of the last `unit_axes` axes (a Dense kernel's
-    column, a convolution's filter); a connected unit has at least one kept
-    weight. Its anchor is the kept weight of largest score (ties to the lower
-    index): never pruning anchors keeps every connected unit connected.
-    Tensors of fewer than 2 axes, or with `unit_axes` 0 (units unknown),
-    have no anchors.
+    column, a convolution's filter; the second-to-last axis for
+    `UNITS_BEFORE_LAST`); a connected unit has at least one kept weight. Its
+    anchor is the kept weight of largest score (ties to the lower index):
+    never pruning anchors keeps every connected unit connected. Tensors of
+    fewer than 2 axes, or with `unit_axes` 0 (units unknown), have none.
 
     Example:
 
@@ -77,6 +97,9 @@ def unit_anchors(scores, kept, unit_axes=1):
     """
     scores = np.asarray(scores, dtype=np.float64)
     kept = np.asarray(kept, dtype=bool)
+    if unit_axes == UNITS_BEFORE_LAST and kept.ndim >= 2:
+        swapped = unit_anchors(np.swapaxes(scores, -1, -2), np.swapaxes(kept, -1, -2), 1)
+        return np.swapaxes(swapped, -1, -2)
     anchors = np.zeros(kept.shape, dtype=bool)
     if kept.ndim < 2 or unit_axes <= 0:
         return anchors

@@ -1,7 +1,5 @@
 """`prune`: set the masks of a trained model in one shot, with any criterion."""
 
-import warnings
-
 import keras
 import numpy as np
 from keras import ops
@@ -10,7 +8,6 @@ from keras_anneal import _validation
 from keras_anneal import allocation as allocation_module
 from keras_anneal import criteria
 from keras_anneal._backend import sync_backend_state
-from keras_anneal.layers import layers_without_units
 from keras_anneal.models import masked_layers
 from keras_anneal.models import sparsity_report
 
@@ -128,14 +125,6 @@ def _prune_once(model, layers, criterion, sparsity, allocation, data, batch_size
     masks = [mask for layer in layers for mask in layer.get_masks()]
     names = [layer.name for layer in layers for _ in layer.masks]
     unit_axes = [axes for layer in layers for axes in layer.unit_axes]
-    unguarded = layers_without_units(layers) if keep_units_connected else []
-    if unguarded:
-        warnings.warn(
-            f"prune keeps no output unit connected in {unguarded}: the units of a "
-            "transposed convolution are not followed, so it has no unit guard.",
-            UserWarning,
-            stacklevel=3,
-        )
     sizes, capacities = allocation_module.layer_capacities(
         names, masks, unit_axes, keep_units_connected
     )

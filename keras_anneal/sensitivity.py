@@ -16,6 +16,7 @@ from keras import ops
 from keras_anneal import _validation
 from keras_anneal import allocation as allocation_module
 from keras_anneal import criteria
+from keras_anneal import masking
 from keras_anneal._backend import sync_backend_state
 from keras_anneal._metrics import metric_direction
 from keras_anneal.models import masked_layers
@@ -201,10 +202,7 @@ def sensitivity_scan(
             size = sum(w.size for w in weights)
             ceiling = 1.0 - 1e-12
             if keep_units_connected:  # At most all but one weight per unit.
-                units = sum(
-                    int(np.prod(w.shape[-axes:])) if w.ndim >= 2 and axes else 0
-                    for w, axes in zip(weights, layer.unit_axes)
-                )
+                units = sum(masking.unit_count(w.shape, axes) for w, axes in zip(weights, layer.unit_axes))
                 ceiling = (size - units) / size
             for sparsity in sparsities:
                 masks = criterion.masks(

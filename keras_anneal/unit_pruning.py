@@ -96,7 +96,7 @@ def unit_masks(scores, masks, sparsity, unit_axes=None, groups=None):
     tensors = []  # (flat mask, unit scores, alive) per tensor that has units.
     for score, mask, axes in zip(scores, masks, unit_axes):
         mask = np.asarray(mask, dtype=np.float32)
-        if mask.ndim < 2 or axes == 0:
+        if mask.ndim < 2 or axes <= 0:  # No units, or not trailing ones.
             tensors.append((mask, None, None))
             continue
         units = math.prod(mask.shape[mask.ndim - axes:])

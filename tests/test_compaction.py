@@ -1,5 +1,7 @@
 """Issue 10: whole-unit annealing and `compact`, which deletes dead units."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -263,16 +265,29 @@ def test_unit_granularity_keeps_the_units_of_a_layer_behind_a_softmax():
     assert (~hidden.any(axis=0)).sum() == 6 and np.all(logits.any(axis=0))
 
 
-def test_transposed_convolutions_are_left_out_of_the_unit_guard():
+def test_transposed_convolutions_keep_every_filter_connected_but_lose_no_filter():
     keras.utils.set_random_seed(0)
     model = keras_anneal.prune_model(keras.Sequential([
         keras.Input((4, 4, 2)), keras.layers.Conv2DTranspose(5, 3, name="t")]))
-    (layer,) = keras_anneal.masked_layers(model)
-    assert layer.unit_axes == [0] and layer.unit_biases == [None]
-    with pytest.warns(UserWarning, match=r"no output unit connected in \['masked_t'\]"):
-        report = keras_anneal.prune(model, sparsity=0.95)  # No guard: 85 of 90 go.
+    (layer,) = keras_anneal.masked_layers(model)  # Kernel (3, 3, 5 filters, 2 inputs).
+    assert layer.unit_axes == [keras_anneal.masking.UNITS_BEFORE_LAST] and layer.unit_biases == [None]
+    with warnings.catch_warnings():
+        # The guard follows the filters: nothing to warn the user of.
+        warnings.simplefilter("error", UserWarning)
+        report = keras_anneal.prune(model, sparsity=0.95)  # 85 of 90 go: one weight per filter.
     assert report.pruned == 85
+    assert layer.get_masks()[0].any(axis=(0, 1, 3)).all()
+    before = layer.get_masks()[0].copy()
+    with pytest.raises(ValueError, match="sparsity"):
+        keras_anneal.prune(model, sparsity=0.99)  # 89 would leave some filter without a weight.
+    np.testing.assert_array_equal(layer.get_masks()[0], before)
     x = np.random.default_rng(0).normal(size=(8, 4, 4, 2))
+    layer.set_masks([np.ones_like(before)])
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, model.predict(x, verbose=0), epochs=1, verbose=0, callbacks=[
+        keras_anneal.AnnealedPruning(schedules.ConstantSparsity(0.95), frequency=1)])
+    assert int((layer.get_masks()[0] == 0).sum()) == 85
+    assert layer.get_masks()[0].any(axis=(0, 1, 3)).all()
     with pytest.warns(UserWarning, match=r"removes no whole units from \['masked_t'\]"):
         model.compile(optimizer="sgd", loss="mse")
         model.fit(x, model.predict(x, verbose=0), epochs=1, verbose=0, callbacks=[

@@ -478,3 +478,8 @@ def test_unit_anchors_take_each_connected_units_largest_kept_weight():
     assert not keras_anneal.masking.unit_anchors(scores, kept, unit_axes=0).any()
     conv = np.arange(24.0).reshape(2, 2, 3, 2)
     assert keras_anneal.masking.unit_anchors(conv, np.ones_like(conv, dtype=bool)).sum() == 2
+    # A transposed convolution's kernel (k, k, filters, n_in): one anchor per filter, the largest.
+    transposed = keras_anneal.masking.unit_anchors(
+        conv, np.ones_like(conv, dtype=bool), keras_anneal.masking.UNITS_BEFORE_LAST)
+    assert transposed.sum(axis=(0, 1, 3)).tolist() == [1, 1, 1]
+    assert transposed[1, 1, :, 1].all()  # The largest values, 19, 21 and 23, are there.
