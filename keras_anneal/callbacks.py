@@ -262,6 +262,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         # has built the layers of subclassed models.
         self._masks = self._weights = self._permanent = None
         self._last_update_step = None
+        self._fit_begin_step = self._optimizer_step() if self._total_steps else 0
         self._epoch_begin_step = 0
         self._final_step = None  # First update at which the plan is complete.
         self._temporary_in_masks = False
@@ -285,7 +286,7 @@ class AnnealedPruning(keras.callbacks.Callback):
                 "learning rate, clip the gradients, or pass on_nonfinite='skip'."
             )
             if self.on_nonfinite == "raise":
-                self.on_train_end()  # Leave the model on its permanent masks.
+                self._restore_permanent_masks()
                 raise FloatingPointError(message)
             warnings.warn(message + " This update is skipped.", RuntimeWarning, stacklevel=2)
         else:
@@ -371,11 +372,34 @@ class AnnealedPruning(keras.callbacks.Callback):
         return [None if bias is None else ops.convert_to_numpy(bias) for bias in self._unit_biases]
 
     def on_train_end(self, logs=None):
+        self._restore_permanent_masks()
+        self._warn_if_the_plan_ended_short()
+
+    def _restore_permanent_masks(self):
         if self._temporary_in_masks:  # Training ends on the permanent masks.
             sync_backend_state(self.model)
             for variable, value in zip(self._masks, self._permanent):
                 variable.assign(value)
             self._temporary_in_masks = False
+
+    def _warn_if_the_plan_ended_short(self):
+        """Says so when `fit` stopped early (EarlyStopping, `stop_training`)
+        before the plan reached its final sparsity."""
+        if self._held or self._last_update_step is None or not self._total_steps:
+            return
+        ran = self._optimizer_step() - self._fit_begin_step
+        planned = self.schedule(self._last_update_step, self._total_steps)
+        if ran >= self._total_steps or planned >= self._final_sparsity - 1e-12:
+            return
+        warnings.warn(
+            f"AnnealedPruning: this `fit` stopped after {ran} of its "
+            f"{self._total_steps} steps, at sparsity {self.sparsity:.4g}, before the "
+            f"plan reached {self._final_sparsity}. If EarlyStopping stopped it, pass "
+            "it `start_from_epoch` past the plan's end, or give a plan that ends "
+            "earlier (e.g. `schedules.FSA(0.9, mu=0, begin_fraction=0.1, end_fraction=0.4)`).",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def _optimizer_step(self):
         return int(ops.convert_to_numpy(self.model.optimizer.iterations))
@@ -540,7 +564,7 @@ class AnnealedPruning(keras.callbacks.Callback):
                     "gradients, or pass on_nonfinite='skip' to skip such updates."
                 )
                 if self.on_nonfinite == "raise":
-                    self.on_train_end()  # Leave the model on its permanent masks.
+                    self._restore_permanent_masks()
                     raise FloatingPointError(message)
                 warnings.warn(message + " This update is skipped.", RuntimeWarning, stacklevel=2)
                 return False
@@ -560,6 +584,16 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._unit_biases = [bias for layer in self._layers for bias in layer.unit_biases]
         producing = channel_dependencies.output_producers(self.model)
         self._outputs = [id(layer) in producing for layer in self._layers for _ in layer.masks]
+        if self.granularity == "unit" and all(self._outputs):
+            warnings.warn(
+                "AnnealedPruning(granularity='unit') will remove nothing: every masked "
+                f"layer, {[layer.name for layer in self._layers]}, produces the model's "
+                "output, whose units are kept (a subclassed model wrapped whole is one "
+                "such layer). Wrap the hidden layers in `keras_anneal.Masked` apart, or "
+                "prune weights (granularity='weight').",
+                UserWarning,
+                stacklevel=3,
+            )
         self._unit_target = 0.0
         self._unit_groups = channel_dependencies.coupled_units(self.model, self._layers) if (
             self.granularity == "unit"

@@ -357,6 +357,7 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
     if _is_graph_model(model):
         pruned = keras.models.clone_model(model, clone_function=clone, recursive=True)
     else:
+        _warn_of_lost_training_logic(model)
         inner = model if inplace else _copy_layer(model)
         wrapper = masked(inner, model)
         wrapper.build()  # The model is built: its masks can be made now.
@@ -461,6 +462,25 @@ def _matches(key, layer):
     """Whether a layer name (str) or layer class `key` designates `layer`."""
     return layer.name == key if isinstance(key, str) else isinstance(layer, key)
 
+
+
+def _warn_of_lost_training_logic(model):
+    """A subclassed model is wrapped in a Sequential, whose `fit` runs
+    Keras' own steps: say which of the model's overrides it will not run."""
+    overridden = [
+        name for name in ("train_step", "test_step", "predict_step", "compute_loss")
+        if getattr(type(model), name, None) is not getattr(keras.Model, name)
+    ]
+    if overridden:
+        warnings.warn(
+            f"prune_model wraps the subclassed model '{model.name}' in a "
+            f"`keras.Sequential`, whose `fit` does not run its own {overridden}. "
+            "To keep them, build the model with its layers wrapped in "
+            "`keras_anneal.Masked` yourself (e.g. `self.dense = Masked(Dense(8))`) "
+            "and train it as it is.",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def strip(model, inplace=False):

@@ -1,5 +1,6 @@
 import csv
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -369,3 +370,27 @@ def test_dropout_scaling_warns_of_a_dropout_no_masked_layer_follows():
     with pytest.warns(UserWarning, match=r"\['after'\] at their rates.*pairs="):
         model.fit(np.ones((8, 6)), np.ones((8, 4)), epochs=1, verbose=0,
                   callbacks=[keras_anneal.DropoutScaling()])
+
+
+def test_a_fit_stopped_before_the_plan_ends_says_so():
+    class StopAfterFirstEpoch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    keras.utils.set_random_seed(0)
+    x, y = regression_data()
+    model = keras_anneal.prune_model(small_mlp())
+    model.compile(optimizer="sgd", loss="mse")
+    pruning = AnnealedPruning(0.8, frequency=1)
+    with pytest.warns(UserWarning, match=r"stopped after 4 of its 16 steps, at sparsity 0.078\d*, before"):
+        model.fit(x, y, batch_size=16, epochs=4, verbose=0,
+                  callbacks=[pruning, StopAfterFirstEpoch()])
+    assert 0 < pruning.sparsity < 0.1
+    # The whole fit: the plan ends at 80%, and nothing is said.
+    model = keras_anneal.prune_model(small_mlp())
+    model.compile(optimizer="sgd", loss="mse")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        model.fit(x, y, batch_size=16, epochs=4, verbose=0,
+                  callbacks=[AnnealedPruning(0.8, frequency=1)])
+    assert keras_anneal.sparsity_report(model).sparsity == pytest.approx(0.8, abs=0.01)

@@ -238,3 +238,32 @@ def test_class_selection_warns_of_matching_layers_inside_an_unwrapped_custom_lay
         pruned = keras_anneal.prune_model(model, layers=[keras.layers.Dense, "block"])
     assert not [w for w in caught if "wrapped none" in str(w.message)]
     assert sorted(layer.name for layer in keras_anneal.masked_layers(pruned)) == ["masked_block", "masked_head"]
+
+
+def test_prune_model_warns_of_the_training_steps_a_subclassed_model_loses():
+    class Plain(keras.Model):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    class OwnStep(Plain):
+        def train_step(self, data):
+            return super().train_step(data)
+
+    x = np.zeros((2, 3), "float32")
+    plain, own = Plain(), OwnStep()
+    plain(x), own(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        keras_anneal.prune_model(plain)
+    with pytest.warns(UserWarning, match=r"does not run its own \['train_step'\]"):
+        pruned = keras_anneal.prune_model(own)
+    assert isinstance(pruned, keras.Sequential)
+    # Wrapped whole, its one Masked layer makes the output: unit pruning says it removes nothing.
+    pruned.compile(optimizer="sgd", loss="mse")
+    with pytest.warns(UserWarning, match=r"granularity='unit'\) will remove nothing"):
+        pruned.fit(np.ones((8, 3), "float32"), np.ones((8, 2), "float32"), epochs=1, verbose=0,
+                   callbacks=[keras_anneal.AnnealedPruning(0.5, frequency=1, granularity="unit")])
