@@ -422,6 +422,9 @@ def _with_dead_units(operation):
         return []
     if isinstance(operation, keras.Model):
         return [name for layer in operation.layers for name in _with_dead_units(layer)]
+    if isinstance(operation, keras.layers.Wrapper):  # TimeDistributed, Bidirectional.
+        inner = [getattr(operation, name, None) for name in ("layer", "forward_layer", "backward_layer")]
+        return [operation.name] if any(_with_dead_units(layer) for layer in inner if layer) else []
     if hasattr(operation, "depthwise_kernel"):  # Separable: both kernels.
         kernels = [(operation.depthwise_kernel, True), (operation.pointwise_kernel, False)]
     else:

@@ -397,6 +397,11 @@ def test_a_wrapper_it_does_not_know_keeps_what_it_reads():
         compacted = keras_anneal.compact(model)
     assert compacted.get_layer("a").units == 8
     same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 5, 6)))
+    # The wrapped layer's own dead units stay too, and the warning names the wrapper.
+    set_dead(model.get_layer("masked_per_step"), [1])
+    with pytest.warns(UserWarning, match=r"kept.*'per_step'"):
+        compacted = keras_anneal.compact(model)
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 5, 6)))
 
 
 def test_a_layer_with_every_unit_dead_keeps_one():
