@@ -262,6 +262,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         # has built the layers of subclassed models.
         self._masks = self._weights = self._permanent = None
         self._last_update_step = None
+        self._last_target = 0.0  # The schedule's target at the last update.
         self._fit_begin_step = self._optimizer_step() if self._total_steps else 0
         self._epoch_begin_step = 0
         self._final_step = None  # First update at which the plan is complete.
@@ -388,8 +389,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         if self._held or self._last_update_step is None or not self._total_steps:
             return
         ran = self._optimizer_step() - self._fit_begin_step
-        planned = self.schedule(self._last_update_step, self._total_steps)
-        if ran >= self._total_steps or planned >= self._final_sparsity - 1e-12:
+        if ran >= self._total_steps or self._last_target >= self._final_sparsity - 1e-12:
             return
         warnings.warn(
             f"AnnealedPruning: this `fit` stopped after {ran} of its "
@@ -465,7 +465,7 @@ class AnnealedPruning(keras.callbacks.Callback):
                 return  # Built by the first step; the next update is due after it.
             self._gather()
         self._last_update_step = due
-        target = self.schedule(due, self._total_steps)
+        target = self._last_target = self.schedule(due, self._total_steps)
         if self.granularity == "unit":
             prune = target > self._unit_target
         elif self._n_of_m:  # Once, when the plan reaches the pattern's sparsity.
