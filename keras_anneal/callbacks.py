@@ -243,6 +243,7 @@ class AnnealedPruning(keras.callbacks.Callback):
                 "end_step=4000)`. Received: steps_per_epoch=None"
             ) from error
         self._completion_step = self.schedule.completion_step(self._total_steps)
+        self._fit_begin_step = self._optimizer_step() if self._total_steps else 0
         self._warn_on_a_plan_this_fit_cannot_follow()
         if self._total_steps is None and (self.temporary or self.regrowth):
             raise ValueError(
@@ -263,7 +264,6 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._masks = self._weights = self._permanent = None
         self._last_update_step = None
         self._last_target = 0.0  # The schedule's target at the last update.
-        self._fit_begin_step = self._optimizer_step() if self._total_steps else 0
         self._epoch_begin_step = 0
         self._final_step = None  # First update at which the plan is complete.
         self._temporary_in_masks = False
@@ -408,8 +408,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         """Says so when this `fit` is too short for the plan to do its work."""
         if not self._total_steps or self.schedule.final_sparsity == 0:
             return
-        begin = self._optimizer_step()
-        end = begin + self._total_steps
+        end = self._fit_begin_step + self._total_steps
         name = type(self.schedule).__name__
         if self.schedule(end, self._total_steps) == 0:
             warnings.warn(
@@ -546,8 +545,8 @@ class AnnealedPruning(keras.callbacks.Callback):
         )
         masks = [old if output else new for old, new, output in zip(permanent, masks, self._outputs)]
         for bias, mask, axes in zip(self._unit_biases, masks, self._unit_axes):
-            if bias is not None and np.ndim(mask) >= 2 and axes > 0:
-                dead = ~mask.reshape(-1, int(np.prod(mask.shape[mask.ndim - axes:]))).any(axis=0)
+            if bias is not None and axes > 0 and masking.unit_count(mask.shape, axes):
+                dead = ~mask.reshape(-1, masking.unit_count(mask.shape, axes)).any(axis=0)
                 if dead.any():
                     value = ops.convert_to_numpy(bias)
                     bias.assign(np.where(dead.reshape(value.shape), 0, value).astype(value.dtype))

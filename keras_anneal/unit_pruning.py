@@ -19,6 +19,8 @@ import math
 
 import numpy as np
 
+from keras_anneal import masking
+
 
 def unit_significance(activations, outgoing_kernel):
     """Normalized significance `s^_j` of each unit (see the module docstring).
@@ -99,7 +101,7 @@ def unit_masks(scores, masks, sparsity, unit_axes=None, groups=None):
         if mask.ndim < 2 or axes <= 0:  # No units, or not trailing ones.
             tensors.append((mask, None, None))
             continue
-        units = math.prod(mask.shape[mask.ndim - axes:])
+        units = masking.unit_count(mask.shape, axes)
         flat_mask = mask.reshape(-1, units)
         flat_score = np.asarray(score, dtype=np.float64).reshape(-1, units) * (flat_mask != 0)
         tensors.append((flat_mask, flat_score.sum(axis=0), flat_mask.any(axis=0)))
