@@ -451,10 +451,13 @@ class PerLayer(Allocation):
         capacities = capacities or layer_sizes
         unknown = sorted(set(self.sparsities) - set(layer_sizes))
         if unknown:
-            wrapped = [name for name in unknown if f"masked_{name}" in layer_sizes]
+            renamed = {name: f"masked_{name}" for name in unknown if f"masked_{name}" in layer_sizes}
+            renamed.update({name: name.removeprefix("masked_") for name in unknown
+                            if name.removeprefix("masked_") in layer_sizes})
             hint = (
-                f" `prune_model` names each wrapper 'masked_' + the layer's name: use "
-                f"{[f'masked_{name}' for name in wrapped]}." if wrapped else ""
+                " `prune_model` names each wrapper 'masked_' + the layer's name, except "
+                f"those that make a model output, which keep it: use {renamed}."
+                if renamed else ""
             )
             raise ValueError(
                 f"Argument `allocation` names layers that are not `Masked` layers of the "

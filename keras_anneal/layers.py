@@ -309,7 +309,8 @@ class Masked(keras.layers.Wrapper):
             whose `call` is its class's own, without an activity
             regularizer). Defaults to `"bernoulli"`.
         **kwargs: base `Layer` arguments such as `name`. The name defaults
-            to `"masked_" + layer.name`.
+            to `"masked_" + layer.name` (`prune_model` passes an output
+            layer's own name, to keep the model's `output_names`).
 
     Raises:
         TypeError: if `layer` is not a Keras layer, `drop_connect` not a

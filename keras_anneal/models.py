@@ -79,6 +79,17 @@ def _cloned_layers(model):
             yield layer
 
 
+def _output_layers(model):
+    """Ids of the layers whose outputs are outputs of `model` or of a Functional
+    model nested in it: Keras keys losses, metrics and targets by their names
+    (`output_names`; a Sequential model has none)."""
+    found = set()
+    for graph in [model, *_all_layers(model)]:
+        if _is_graph_model(graph) and not isinstance(graph, keras.Sequential):
+            found.update(id(tensor._keras_history[0]) for tensor in graph.outputs)
+    return found
+
+
 def _inbound_arguments(layer):
     """Fresh symbolic copies of the arguments of `layer`'s first call, if any."""
     nodes = getattr(layer, "_inbound_nodes", None)
@@ -270,6 +281,10 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
     hold prunable sublayers (`MultiHeadAttention`, a custom Transformer
     block), whose inner kernels are all masked by one `Masked`. A subclassed
     model is wrapped whole: the result is `keras.Sequential([Masked(copy)])`.
+    Each wrapper is named `"masked_" + layer.name`, except in a Functional
+    model the wrappers of the layers that make its outputs, which keep the
+    layer's name: Keras keys losses, metrics, targets and their logs by
+    output name, and they work on the pruned model unchanged.
     Layers with trainable weights that no mask covers (other than biases and
     normalization layers) are named in one warning.
 
@@ -334,12 +349,17 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
     skipped = {}
     wrapped = set()
 
+    # A wrapper that makes an output keeps the layer's name: losses, metrics,
+    # targets and logs keyed by output name work on the pruned model unchanged.
+    outputs = _output_layers(model)
+
     def masked(copy, original):
+        name = {"name": original.name} if id(original) in outputs else {}
         rate = rate_of(original)  # Noiseless layers take the defaults: there is nothing to draw.
         if not rate:
-            return Masked(copy)
+            return Masked(copy, **name)
         return Masked(copy, drop_connect=rate, drop_connect_groups=drop_connect_groups,
-                      drop_connect_noise=drop_connect_noise)
+                      drop_connect_noise=drop_connect_noise, **name)
 
     def clone(layer):
         if not isinstance(layer, keras.layers.Layer):

@@ -341,7 +341,7 @@ def test_constant_channels_of_an_add_are_folded_into_the_next_bias():
     set_dead(model.get_layer("masked_g"), [1])  # relu(1) + 1 = 2, whatever the input.
     compacted = keras_anneal.compact(model)
     assert compacted.get_layer("h").units == 3 and compacted.get_layer("g").units == 3
-    out = model.get_layer("masked_out").layer
+    out = model.get_layer("out").layer
     expected = keras.ops.convert_to_numpy(out.bias) + 2 * keras.ops.convert_to_numpy(out.kernel)[1]
     np.testing.assert_allclose(keras.ops.convert_to_numpy(compacted.get_layer("out").bias),
                                expected, rtol=1e-6)
@@ -494,7 +494,7 @@ def test_squeeze_and_excitation_channels_go_with_the_convolution():
     x = keras.layers.Multiply()([x, keras.layers.Reshape((1, 1, 8))(s)])
     outputs = keras.layers.Dense(2, name="out")(keras.layers.GlobalAveragePooling2D()(x))
     model = keras_anneal.prune_model(keras.Model(inputs, outputs))
-    for name in ("masked_out", "masked_squeeze"):  # Channel 3 is read by nothing.
+    for name in ("out", "masked_squeeze"):  # Channel 3 is read by nothing.
         set_dead(model.get_layer(name), [3], axis=-2)
     compacted = keras_anneal.compact(model)
     assert compacted.get_layer("conv").filters == 7 and compacted.get_layer("excite").units == 7

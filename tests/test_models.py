@@ -157,6 +157,27 @@ def test_save_and_load_keep_predictions_and_masks(tmp_path):
             np.testing.assert_array_equal(mask_a, mask_b)
 
 
+def test_output_layers_keep_their_names_so_losses_and_targets_keyed_by_them_still_work(tmp_path):
+    inputs = keras.Input((8,), name="features")
+    trunk = L.Dense(16, activation="relu", name="trunk")(inputs)
+    model = keras.Model(inputs, [L.Dense(3, activation="softmax", name="cls")(trunk),
+                                 L.Dense(1, name="reg")(trunk)])
+    pruned = keras_anneal.prune_model(model)
+    assert pruned.output_names == model.output_names == ["cls", "reg"]
+    assert [layer.name for layer in keras_anneal.masked_layers(pruned)] == ["masked_trunk", "cls", "reg"]
+    pruned.compile("sgd", loss={"cls": "sparse_categorical_crossentropy", "reg": "mse"},
+                   metrics={"cls": ["accuracy"]})
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(32, 8)).astype("float32")
+    targets = {"cls": rng.integers(0, 3, 32), "reg": rng.normal(size=(32, 1)).astype("float32")}
+    logs = pruned.fit(x, targets, epochs=1, verbose=0).history
+    assert {"cls_loss", "reg_loss", "cls_accuracy"} <= set(logs)  # The original model's log keys.
+    path = os.path.join(tmp_path, "two_heads.keras")
+    pruned.save(path)
+    assert keras.saving.load_model(path).output_names == ["cls", "reg"]
+    assert keras_anneal.compact(pruned).output_names == ["cls", "reg"]
+
+
 def test_sparsity_report_counts_per_layer_and_weighted_overall():
     pruned = keras_anneal.prune_model(small_cnn())
     conv, dense, head = keras_anneal.masked_layers(pruned)
@@ -168,11 +189,11 @@ def test_sparsity_report_counts_per_layer_and_weighted_overall():
     assert [(r.name, r.pruned, r.total) for r in report.layers] == [
         ("masked_conv", 36, 36),
         ("masked_dense", 0, 288),
-        ("masked_head", 6, 24),
+        ("head", 6, 24),
     ]
     assert report.pruned == 42 and report.total == 348
     assert report.sparsity == pytest.approx(42 / 348)  # Not the mean of layer fractions.
-    assert report.to_dict()["layers"]["masked_head"]["sparsity"] == pytest.approx(0.25)
+    assert report.to_dict()["layers"]["head"]["sparsity"] == pytest.approx(0.25)
     assert "overall" in str(report) and "12.07%" in str(report)
 
 
@@ -232,12 +253,12 @@ def test_class_selection_warns_of_matching_layers_inside_an_unwrapped_custom_lay
     for selection in ([keras.layers.Dense], keras.layers.Dense):
         with pytest.warns(UserWarning, match=r"\['inner'\] inside 'block'.*add that layer's name"):
             pruned = keras_anneal.prune_model(model, layers=selection)
-    assert [layer.name for layer in keras_anneal.masked_layers(pruned)] == ["masked_head"]
+    assert [layer.name for layer in keras_anneal.masked_layers(pruned)] == ["head"]  # An output keeps its name.
     with warnings.catch_warnings(record=True) as caught:  # Naming the block wraps it, inner Dense and all.
         warnings.simplefilter("always")
         pruned = keras_anneal.prune_model(model, layers=[keras.layers.Dense, "block"])
     assert not [w for w in caught if "wrapped none" in str(w.message)]
-    assert sorted(layer.name for layer in keras_anneal.masked_layers(pruned)) == ["masked_block", "masked_head"]
+    assert sorted(layer.name for layer in keras_anneal.masked_layers(pruned)) == ["head", "masked_block"]
 
 
 def test_prune_model_warns_of_the_training_steps_a_subclassed_model_loses():
