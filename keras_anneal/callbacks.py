@@ -14,6 +14,7 @@ from keras_anneal import channel_dependencies
 from keras_anneal import criteria
 from keras_anneal import gradients
 from keras_anneal import masking
+from keras_anneal import optimizer_state
 from keras_anneal import reversible
 from keras_anneal import schedules as schedules_module
 from keras_anneal import search
@@ -549,7 +550,10 @@ class AnnealedPruning(keras.callbacks.Callback):
                 dead = ~mask.reshape(-1, masking.unit_count(mask.shape, axes)).any(axis=0)
                 if dead.any():
                     value = ops.convert_to_numpy(bias)
-                    bias.assign(np.where(dead.reshape(value.shape), 0, value).astype(value.dtype))
+                    dead = dead.reshape(value.shape)
+                    bias.assign(np.where(dead, 0, value).astype(value.dtype))
+                    # Its gradient is cut (`Masked`); its slots go too, so it stays at zero.
+                    optimizer_state.zero_slots(self.model.optimizer, bias, dead)
         return masks
 
     def _weights_are_finite(self, weights, step):

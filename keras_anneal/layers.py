@@ -269,7 +269,10 @@ class Masked(keras.layers.Wrapper):
     zeroed (the mask alone records what is pruned), so setting its mask back
     to 1 restores it; with plain SGD that value stays exactly as it was, while
     optimizers with momentum or weight decay may still move it, which never
-    affects the output. Masks save and load with the model.
+    affects the output. The bias of a unit whose incoming weights are all
+    pruned gets a zero gradient too (its value, and so the output, are
+    unchanged): a unit removed with its bias (`granularity="unit"`) stays
+    removed. Masks save and load with the model.
 
     With `drop_connect=r > 0`, training also drops each kept weight with
     probability `r` at every step and scales the rest (DropConnect, Wan et
@@ -447,6 +450,19 @@ class Masked(keras.layers.Wrapper):
             for variable in self._variables
         ]
         self.built = True
+        self._bias_slots = self._find_unit_bias_slots()
+
+    def _find_unit_bias_slots(self):
+        """`(index of the prunable weight, bias attribute of its owner, unit axes)`
+        of each unit bias (`unit_biases`) held by an attribute of its own."""
+        found, seen = [], set()
+        for index, (bias, axes) in enumerate(zip(self.unit_biases, self.unit_axes)):
+            owner = self._slots[index][0]
+            attribute = next((name for name, value in vars(owner).items() if value is bias), None)
+            if bias is not None and attribute and id(bias) not in seen:
+                seen.add(id(bias))
+                found.append((index, attribute, axes))
+        return tuple(found)
 
     def get_build_config(self):
         # The wrapped layer records its own build (MultiHeadAttention needs
@@ -478,8 +494,32 @@ class Masked(keras.layers.Wrapper):
             ops.cast(ops.multiply(variable, mask), owner.compute_dtype)
             for (owner, _), variable, mask in zip(self._slots, self._variables, masks)
         ]
-        with self._call_lock, _substituted(self._slots, masked):
+        bias_slots, biases = self._dead_units_frozen()
+        with self._call_lock, _substituted((*self._slots, *bias_slots), masked + biases):
             return self.layer(inputs, *args, **kwargs)
+
+    def _dead_units_frozen(self):
+        """The unit biases, unchanged in value, with no gradient where the unit is dead.
+
+        A unit whose incoming weights are all pruned (by the permanent masks,
+        not by DropConnect's draw) keeps its bias as it is: `b_u` becomes
+        `a_u b_u + (1 - a_u) stop_gradient(b_u)`, `a_u` 1 while any of the
+        unit's weights is kept. So the output is exactly the same, and a
+        removed unit does not come back through its bias.
+        """
+        slots, values = [], []
+        for index, attribute, axes in self._bias_slots:
+            owner = self._slots[index][0]
+            bias = vars(owner)[attribute]
+            slots.append((owner, attribute))
+            mask = self._masks[index]
+            units = masking.unit_count(mask.shape, axes)
+            alive = ops.reshape(ops.max(ops.reshape(mask, (-1, units)), axis=0), bias.shape)
+            alive = ops.cast(alive, bias.dtype)
+            value = ops.add(ops.multiply(alive, bias),
+                            ops.multiply(1 - alive, ops.stop_gradient(bias)))
+            values.append(ops.cast(value, owner.compute_dtype))
+        return slots, values
 
     def get_config(self):
         config = super().get_config()

@@ -98,6 +98,26 @@ def carry_optimizer(source, plain, target, sliced):
         variable.assign(ops.convert_to_tensor(value, dtype=variable.dtype))
 
 
+def zero_slots(optimizer, variable, where):
+    """Zeroes the entries `where` of `variable`'s per-weight optimizer slots.
+
+    With its gradient and its slots at zero, a weight at zero stays there
+    under every Keras optimizer (SGD's momentum, Adam's moments, RMSprop's
+    average): a removed unit's bias does not drift back on stale momentum.
+
+    Args:
+        optimizer: a `keras.optimizers.Optimizer`, built or not (an unbuilt
+            one holds no slot yet: nothing is done).
+        variable: one of the weights it trains.
+        where: a boolean array shaped like `variable`.
+    """
+    prefix = _prefix(variable)
+    for slot in getattr(optimizer, "variables", []):
+        if slot.name.startswith(prefix) and tuple(slot.shape) == tuple(variable.shape):
+            value = _numpy(slot)
+            slot.assign(np.where(where, 0, value).astype(value.dtype))
+
+
 def _prefix(weight):
     return weight.path.replace("/", "_") + "_"
 

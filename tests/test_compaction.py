@@ -199,6 +199,34 @@ def test_unit_granularity_removes_exact_unit_counts_then_compacts():
     same_outputs(model, compacted, x)
 
 
+def test_removed_units_biases_stay_at_zero_under_adam_so_compact_removes_every_one():
+    # A dead filter's bias that drifts off zero (on its gradient, or on Adam's
+    # stale moments) makes a constant channel, which `same` padding keeps.
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(8, 3, padding="same", activation="tanh"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(3),
+    ]))
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8, 8, 1)).astype("float32"), rng.integers(0, 3, 64)
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0,
+              callbacks=[keras_anneal.AnnealedPruning(0.5, frequency=2, granularity="unit")])
+    for layer in keras_anneal.masked_layers(model)[:2]:
+        dead = ~layer.get_masks()[0].reshape(-1, 8).any(axis=0)
+        assert dead.sum() == 4
+        bias = keras.ops.convert_to_numpy(layer.layer.bias)
+        assert np.all(bias[dead] == 0) and np.all(bias[~dead] != 0)  # The live ones trained.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # Nothing kept, nothing to report.
+        compacted = keras_anneal.compact(model)
+    assert [layer.filters for layer in compacted.layers[:2]] == [4, 4]
+    same_outputs(model, compacted, x)
+
+
 def test_unit_granularity_arguments_are_checked():
     with pytest.raises(ValueError, match=r"`granularity`.*granularity='filter'"):
         keras_anneal.AnnealedPruning(schedules.FSA(0.5), granularity="filter")
