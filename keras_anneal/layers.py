@@ -254,6 +254,22 @@ def layers_without_units(layers):
     ]
 
 
+class _OnKeptWeights:
+    """A weight regularizer applied to `w * m`: pruned weights cost nothing.
+
+    Keras computes a weight's penalty on the variable itself; under a mask
+    it would go on charging for weights the model no longer has, so the
+    loss would not be the loss of the pruned model.
+    """
+
+    def __init__(self, regularizer, mask):
+        self.regularizer = regularizer
+        self.mask = mask
+
+    def __call__(self, weight):
+        return self.regularizer(ops.multiply(weight, ops.cast(self.mask, weight.dtype)))
+
+
 @keras.saving.register_keras_serializable(package="keras_anneal")
 class Masked(keras.layers.Wrapper):
     """Wraps a layer and multiplies each prunable weight by a 0/1 mask.
@@ -272,7 +288,9 @@ class Masked(keras.layers.Wrapper):
     affects the output. The bias of a unit whose incoming weights are all
     pruned gets a zero gradient too (its value, and so the output, are
     unchanged): a unit removed with its bias (`granularity="unit"`) stays
-    removed. Masks save and load with the model.
+    removed. A weight regularizer of a masked weight (`kernel_regularizer`)
+    penalizes `w * m`: the loss is that of the pruned model. Masks save and
+    load with the model.
 
     With `drop_connect=r > 0`, training also drops each kept weight with
     probability `r` at every step and scales the rest (DropConnect, Wan et
@@ -449,6 +467,9 @@ class Masked(keras.layers.Wrapper):
             )
             for variable in self._variables
         ]
+        for variable, mask in zip(self._variables, self._masks):
+            if variable.regularizer is not None and not isinstance(variable.regularizer, _OnKeptWeights):
+                variable.regularizer = _OnKeptWeights(variable.regularizer, mask)
         self.built = True
         self._bias_slots = self._find_unit_bias_slots()
 

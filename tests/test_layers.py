@@ -94,6 +94,35 @@ def test_pruned_weights_get_zero_gradient(name):
         np.testing.assert_array_equal(mask, expected)
 
 
+def test_a_weight_regularizer_charges_only_the_kept_weights(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((6,)), L.Dense(8, kernel_regularizer=keras.regularizers.L2(0.1), name="a"),
+        L.Dense(2, name="b")]))
+    layer = keras_anneal.masked_layers(model)[0]
+    layer.set_masks(half_masks(layer, seed=1))
+    kept = layer.get_masked_weights()[0]
+    (penalty,) = model.losses
+    assert float(keras.ops.convert_to_numpy(penalty)) == pytest.approx(0.1 * np.sum(kept**2), rel=1e-5)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 6)).astype("float32"), rng.normal(size=(16, 2)).astype("float32")
+    stripped = keras_anneal.strip(model)
+    for each in (model, stripped):
+        each.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    assert model.evaluate(x, y, verbose=0) == pytest.approx(stripped.evaluate(x, y, verbose=0), rel=1e-5)
+    before = keras.ops.convert_to_numpy(layer.prunable_weights[0])
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    pruned = layer.get_masks()[0] == 0  # Not decayed by the penalty: no gradient at all.
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer.prunable_weights[0])[pruned],
+                                  before[pruned])
+    path = str(tmp_path / "regularized.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert float(keras.ops.convert_to_numpy(loaded.losses[0])) == pytest.approx(
+        float(keras.ops.convert_to_numpy(model.losses[0])), rel=1e-5)
+    assert loaded.layers[0].layer.get_config()["kernel_regularizer"] is not None
+
+
 def test_masks_are_ones_non_trainable_and_named_after_the_weight():
     layer = Masked(L.SeparableConv2D(3, 2, name="sep"))
     layer.build((None, 5, 5, 2))
