@@ -266,12 +266,15 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._last_update_step = None
         self._last_target = 0.0  # The schedule's target at the last update.
         self._epoch_begin_step = 0
+        self._first_epoch = None
         self._final_step = None  # First update at which the plan is complete.
         self._temporary_in_masks = False
         if self.temporary is not None:
             self.temporary.reset()
 
     def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch is None:
+            self._first_epoch = epoch  # `initial_epoch`.
         self._epoch_begin_step = self._optimizer_step()
 
     def on_train_batch_begin(self, batch, logs=None):
@@ -319,7 +322,8 @@ class AnnealedPruning(keras.callbacks.Callback):
                 raise ValueError(
                     f"Argument `monitor`: AnnealedPruning's accuracy budget watches "
                     f"'{monitor}', which is not in the logs at the end of epoch "
-                    f"{epoch + 1} (pass validation data to `fit`, or monitor one of "
+                    f"{epoch + 1} (pass validation data to `fit`, with `validation_freq=1`: the "
+                    f"budget judges every epoch; or monitor one of "
                     f"{sorted(logs)}). The masks are back as they were. "
                     f"Received: monitor={monitor!r}"
                 )
@@ -392,6 +396,20 @@ class AnnealedPruning(keras.callbacks.Callback):
         ran = self._optimizer_step() - self._fit_begin_step
         if ran >= self._total_steps or self._last_target >= self._final_sparsity - 1e-12:
             return
+        asked = (self.params["epochs"] - self._first_epoch) * self.params["steps"]
+        if self._first_epoch and ran >= asked:
+            warnings.warn(
+                f"AnnealedPruning: the plan is laid on epochs={self.params['epochs']} × "
+                f"{self.params['steps']} steps, counted on the optimizer from step 0, but "
+                f"this `fit` began at initial_epoch={self._first_epoch} with the optimizer "
+                f"at step {self._fit_begin_step}, so it ended at sparsity "
+                f"{self.sparsity:.4g}, before the plan reached {self._final_sparsity}. "
+                "`initial_epoch` resumes a plan: use it on the model saved at that epoch "
+                "(its optimizer at that step), or leave it out.",
+                UserWarning,
+                stacklevel=2,
+            )
+            return
         warnings.warn(
             f"AnnealedPruning: this `fit` stopped after {ran} of its "
             f"{self._total_steps} steps, at sparsity {self.sparsity:.4g}, before the "
@@ -400,6 +418,28 @@ class AnnealedPruning(keras.callbacks.Callback):
             "earlier (e.g. `schedules.FSA(0.9, mu=0, begin_fraction=0.1, end_fraction=0.4)`).",
             UserWarning,
             stacklevel=2,
+        )
+
+    def _warn_if_the_plan_began_before_this_fit(self):
+        """Says so when the plan expected pruning before this `fit` began, on
+        a model with nothing pruned: that part goes at once, not annealed."""
+        begin = self._fit_begin_step
+        if not begin or self._pruned or not self._total_steps:
+            return
+        expected = self.schedule(begin - 1, self._total_steps)
+        if expected <= 0:
+            return
+        warnings.warn(
+            f"AnnealedPruning: this `fit` starts at optimizer step {begin}, where "
+            f"{type(self.schedule).__name__} already expects sparsity {expected:.4g}, but "
+            "nothing in the model is pruned: that much goes at once, at the first step, "
+            "not annealed. The plan counts the optimizer's steps from 0 (so that a "
+            "resumed `fit` goes on with it). To anneal a model that has trained already, "
+            "prune a fresh copy (`keras_anneal.prune_model(model)`, compiled anew: its "
+            "optimizer starts at step 0), or give a plan in step numbers from "
+            f"{begin} on (e.g. `schedules.FSA(0.9, mu=0, begin_step={begin}, end_step=...)`).",
+            UserWarning,
+            stacklevel=3,
         )
 
     def _optimizer_step(self):
@@ -464,6 +504,7 @@ class AnnealedPruning(keras.callbacks.Callback):
             if not all(layer.built for layer in self._layers):
                 return  # Built by the first step; the next update is due after it.
             self._gather()
+            self._warn_if_the_plan_began_before_this_fit()
         self._last_update_step = due
         target = self._last_target = self.schedule(due, self._total_steps)
         if self.granularity == "unit":

@@ -394,3 +394,30 @@ def test_a_fit_stopped_before_the_plan_ends_says_so():
         model.fit(x, y, batch_size=16, epochs=4, verbose=0,
                   callbacks=[AnnealedPruning(0.8, frequency=1)])
     assert keras_anneal.sparsity_report(model).sparsity == pytest.approx(0.8, abs=0.01)
+
+
+def test_a_plan_already_under_way_on_an_unpruned_model_says_it_goes_at_once():
+    x, y = regression_data()
+    model = keras_anneal.prune_model(small_mlp())
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(x, y, batch_size=16, epochs=4, verbose=0)  # Dense training first: 16 steps.
+    with pytest.warns(UserWarning, match=r"starts at optimizer step 16, where FSA already expects "
+                                         r"sparsity 0.8.*prune a fresh copy"):
+        model.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[AnnealedPruning(0.8, frequency=1)])
+    assert keras_anneal.sparsity_report(model).sparsity == pytest.approx(0.8, abs=0.01)
+    # The advice: a fresh copy, whose optimizer starts at 0, anneals with nothing said.
+    fresh = keras_anneal.prune_model(keras_anneal.strip(model))
+    fresh.compile(optimizer="sgd", loss="mse")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        fresh.fit(x, y, batch_size=16, epochs=4, verbose=0, callbacks=[AnnealedPruning(0.8, frequency=1)])
+
+
+def test_initial_epoch_on_a_fresh_model_is_named_when_the_plan_ends_short():
+    x, y = regression_data()
+    model = keras_anneal.prune_model(small_mlp())
+    model.compile(optimizer="sgd", loss="mse")
+    with pytest.warns(UserWarning, match=r"epochs=4 × 4 steps.*initial_epoch=2 with the optimizer "
+                                         r"at step 0.*before the plan reached 0.8"):
+        model.fit(x, y, batch_size=16, epochs=4, initial_epoch=2, verbose=0,
+                  callbacks=[AnnealedPruning(0.8, frequency=1)])
