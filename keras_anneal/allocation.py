@@ -456,7 +456,8 @@ class PerLayer(Allocation):
                             if name.removeprefix("masked_") in layer_sizes})
             hint = (
                 " `prune_model` names each wrapper 'masked_' + the layer's name, except "
-                f"those that make a model output, which keep it: use {renamed}."
+                "those that make a Functional model's outputs, which keep it: use "
+                + ", ".join(f"'{new}' for '{old}'" for old, new in renamed.items()) + "."
                 if renamed else ""
             )
             raise ValueError(

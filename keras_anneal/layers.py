@@ -401,6 +401,7 @@ class Masked(keras.layers.Wrapper):
         drop_connect_noise = noise.check_kind(
             drop_connect_noise, layer, drop_connect, drop_connect_groups)
         kwargs.setdefault("name", f"masked_{layer.name}")
+        kwargs.setdefault("trainable", layer.trainable)  # A frozen layer's wrapper says so.
         # The masks take the wrapped layer's variable dtype; computing in its
         # dtype policy too keeps mixed precision layers in their precision.
         kwargs.setdefault("dtype", layer.dtype_policy)

@@ -409,7 +409,7 @@ def test_one_shot_pruning_names_an_unknown_layer_and_changes_nothing():
     before = [w.copy() for w in model.get_weights()]
     with pytest.raises(ValueError, match=r"`allocation`.*\['masked_nope'\].*masked_hidden"):
         keras_anneal.prune(model, sparsity=0.5, allocation={"masked_nope": 0.5})
-    with pytest.raises(ValueError, match=r"\['hidden'\].*'masked_' \+ the layer's name.*use \{'hidden': 'masked_hidden'\}"):
+    with pytest.raises(ValueError, match=r"\['hidden'\].*'masked_' \+ the layer's name.*use 'masked_hidden' for 'hidden'\."):
         keras_anneal.prune(model, sparsity=0.5, allocation={"hidden": None})  # The inner name.
     with pytest.raises(ValueError, match="`model` has no `keras_anneal.Masked` layer"):
         keras_anneal.prune(small_mlp(), "obs", sparsity=0.5, data=np.ones((4, 8)))

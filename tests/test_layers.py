@@ -123,6 +123,17 @@ def test_a_weight_regularizer_charges_only_the_kept_weights(tmp_path):
     assert loaded.layers[0].layer.get_config()["kernel_regularizer"] is not None
 
 
+def test_a_frozen_layers_wrapper_is_frozen_and_unfreezes_with_it():
+    layer = L.Dense(3)
+    layer.build((None, 4))
+    layer.trainable = False
+    masked = Masked(layer)
+    masked.build((None, 4))
+    assert not masked.trainable and not masked.trainable_weights
+    masked.trainable = True
+    assert layer.trainable and len(masked.trainable_weights) == 2
+
+
 def test_masks_are_ones_non_trainable_and_named_after_the_weight():
     layer = Masked(L.SeparableConv2D(3, 2, name="sep"))
     layer.build((None, 5, 5, 2))
