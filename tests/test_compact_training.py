@@ -10,7 +10,8 @@ import keras_anneal
 def remove_units(model, name, next_name, units):
     """Removes `units` of layer `name` as unit pruning does: the weights into
     and out of them masked, their biases zero."""
-    layer, reader = model.get_layer(f"masked_{name}"), model.get_layer(f"masked_{next_name}")
+    wrappers = {layer.layer.name: layer for layer in keras_anneal.masked_layers(model)}
+    layer, reader = wrappers[name], wrappers[next_name]
     mask = layer.get_masks()[0]
     mask[..., units] = 0
     layer.set_masks([mask])

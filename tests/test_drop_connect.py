@@ -249,4 +249,4 @@ def test_a_rate_for_a_layer_inside_a_custom_layer_is_refused_not_ignored():
             keras_anneal.prune_model(model, drop_connect=rates)
     pruned = keras_anneal.prune_model(model, drop_connect={"block": 0.3})  # Wrapped whole.
     rates = {layer.name: layer.drop_connect for layer in pruned.layers if isinstance(layer, Masked)}
-    assert rates == {"masked_block": 0.3, "masked_out": 0.0}
+    assert rates == {"masked_block": 0.3, "out": 0.0}
