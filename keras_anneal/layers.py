@@ -479,9 +479,11 @@ class Masked(keras.layers.Wrapper):
         of each unit bias (`unit_biases`) held by an attribute of its own."""
         found, seen = [], set()
         for index, (bias, axes) in enumerate(zip(self.unit_biases, self.unit_axes)):
+            if bias is None or id(bias) in seen:
+                continue
             owner = self._slots[index][0]
             attribute = next((name for name, value in vars(owner).items() if value is bias), None)
-            if bias is not None and attribute and id(bias) not in seen:
+            if attribute is not None:
                 seen.add(id(bias))
                 found.append((index, attribute, axes))
         return tuple(found)
