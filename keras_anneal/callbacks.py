@@ -396,8 +396,9 @@ class AnnealedPruning(keras.callbacks.Callback):
         ran = self._optimizer_step() - self._fit_begin_step
         if ran >= self._total_steps or self._last_target >= self._final_sparsity - 1e-12:
             return
-        asked = (self.params["epochs"] - self._first_epoch) * self.params["steps"]
-        if self._first_epoch and ran >= asked:
+        resumed = self._first_epoch and (
+            ran >= (self.params["epochs"] - self._first_epoch) * self.params["steps"])
+        if resumed:  # Every step it was given ran: `initial_epoch` cut the plan, not a stop.
             warnings.warn(
                 f"AnnealedPruning: the plan is laid on epochs={self.params['epochs']} × "
                 f"{self.params['steps']} steps, counted on the optimizer from step 0, but "

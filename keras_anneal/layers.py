@@ -209,15 +209,20 @@ def _has_unbuilt_sublayer(layer):
     )
 
 
-def _attribute_holding(layer, variable):
-    """Name of the attribute of `layer` that stores `variable` itself.
+def _attribute_of(layer, variable):
+    """Name of the attribute of `layer` that stores `variable` itself, or None.
 
     Keras layers keep a weight under a public name (`conv.kernel`) or behind a
     property (`dense._kernel`); the instance dictionary tells which.
     """
-    for name, value in vars(layer).items():
-        if value is variable:
-            return name
+    return next((name for name, value in vars(layer).items() if value is variable), None)
+
+
+def _attribute_holding(layer, variable):
+    """`_attribute_of`, for a variable `Masked` must substitute: an error if none."""
+    name = _attribute_of(layer, variable)
+    if name is not None:
+        return name
     raise ValueError(
         f"Cannot find the attribute of layer '{layer.name}' that holds the "
         f"prunable weight '{variable.path}'. `Masked` substitutes the masked "
@@ -482,7 +487,7 @@ class Masked(keras.layers.Wrapper):
             if bias is None or id(bias) in seen:
                 continue
             owner = self._slots[index][0]
-            attribute = next((name for name, value in vars(owner).items() if value is bias), None)
+            attribute = _attribute_of(owner, bias)
             if attribute is not None:
                 seen.add(id(bias))
                 found.append((index, attribute, axes))
