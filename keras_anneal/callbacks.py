@@ -416,7 +416,8 @@ class AnnealedPruning(keras.callbacks.Callback):
             f"{self._total_steps} steps, at sparsity {self.sparsity:.4g}, before the "
             f"plan reached {self._final_sparsity}. If EarlyStopping stopped it, pass "
             "it `start_from_epoch` past the plan's end, or give a plan that ends "
-            "earlier (e.g. `schedules.FSA(0.9, mu=0, begin_fraction=0.1, end_fraction=0.4)`).",
+            f"earlier (e.g. `schedules.FSA({self._final_sparsity!r}, mu=0, "
+            "begin_fraction=0.1, end_fraction=0.4)`).",
             UserWarning,
             stacklevel=2,
         )

@@ -88,7 +88,7 @@ def in_groups(call, inputs, groups):
     return ops.take(ops.concatenate(outputs, axis=0), order, axis=0)
 
 
-def gaussian_output(layer, kernel, inputs, rate, seed):
+def gaussian_output(layer, kernel, bias, inputs, rate, seed):
     """`layer`'s output with each example's own draw of `kernel * (1 + sigma * e)`.
 
     `layer` is a Dense layer or a plain convolution (`check_kind` says which
@@ -98,13 +98,15 @@ def gaussian_output(layer, kernel, inputs, rate, seed):
     elementwise), then the layer's activation. On a convolution each output
     position draws apart, as in Molchanov et al. 2017's variational
     dropout: the variance of a shared draw of the kernel, not the
-    correlation it would give neighbouring positions.
+    correlation it would give neighbouring positions. `kernel` and `bias`
+    (or None) stand for the layer's own: the masked kernel, the bias as the
+    mask layer passes it.
 
     >>> import numpy as np
     >>> dense = keras.layers.Dense(2)
     >>> _ = dense(np.ones((1, 3)))
     >>> seed = keras.random.SeedGenerator(0)
-    >>> y = gaussian_output(dense, dense.kernel, np.ones((1000, 3)), 0.5, seed)
+    >>> y = gaussian_output(dense, dense.kernel, dense.bias, np.ones((1000, 3)), 0.5, seed)
     >>> bool(ops.convert_to_numpy(ops.std(y[:, 0])) > 0)  # Examples differ.
     True
     """
@@ -121,8 +123,8 @@ def gaussian_output(layer, kernel, inputs, rate, seed):
     spread = ops.sqrt(ops.add(ops.relu(variance), keras.config.epsilon()))
     noise = keras.random.normal(ops.shape(mean), seed=seed, dtype=dtype)
     outputs = ops.add(mean, ops.multiply(sigma * spread, noise))
-    if layer.bias is not None:
-        bias = ops.cast(layer.bias, dtype)
+    if bias is not None:
+        bias = ops.cast(bias, dtype)
         if getattr(layer, "data_format", "channels_last") == "channels_first":
             bias = ops.reshape(bias, (1, -1) + (1,) * (len(outputs.shape) - 2))
         outputs = ops.add(outputs, bias)

@@ -507,7 +507,10 @@ class Masked(keras.layers.Wrapper):
             return self._call_with(self._masks, inputs, *args, **kwargs)
         if self.drop_connect_noise == "gaussian":
             kernel = ops.multiply(self._variables[0], self._masks[0])
-            return noise.gaussian_output(self.layer, kernel, inputs, self.drop_connect, self._noise_seed)
+            _, biases = self._dead_units_frozen()
+            bias = biases[0] if biases else self.layer.bias
+            return noise.gaussian_output(
+                self.layer, kernel, bias, inputs, self.drop_connect, self._noise_seed)
         # Group h is the rows h, h + g, h + 2g, ...: each runs once, with its own draw.
         return noise.in_groups(
             lambda rows: self._call_with(

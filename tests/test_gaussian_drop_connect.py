@@ -69,14 +69,17 @@ def test_fit_trains_the_kept_weights_and_leaves_pruned_ones_alone():
         hidden.layer.kernel.shape).astype("float32")
     mask[:, 0] = 0.0  # A unit with no kept weight: its noise's variance is 0.
     hidden.set_masks([mask])
-    before = numpy(hidden.layer.kernel)
+    before, bias_before = numpy(hidden.layer.kernel), numpy(hidden.layer.bias)
     model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
     x, y = regression_data()
     history = model.fit(x, y, epochs=5, batch_size=16, verbose=0)
-    after = numpy(hidden.layer.kernel)
+    after, bias_after = numpy(hidden.layer.kernel), numpy(hidden.layer.bias)
     assert np.all(np.isfinite(after))
     np.testing.assert_array_equal(after[mask == 0], before[mask == 0])
     assert not np.allclose(after[mask == 1], before[mask == 1])
+    # The removed unit's bias has no gradient under the noise either; the others train.
+    assert bias_after[0] == bias_before[0]
+    assert np.all(bias_after[1:] != bias_before[1:])
     assert history.history["loss"][-1] < history.history["loss"][0]
 
 
