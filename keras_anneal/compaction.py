@@ -26,6 +26,7 @@ import numpy as np
 from keras import ops
 
 from keras_anneal import _validation
+from keras_anneal._cloning import clone_graph
 from keras_anneal.channel_dependencies import ChannelDependencies
 from keras_anneal.channel_dependencies import is_producer
 from keras_anneal import optimizer_state
@@ -252,7 +253,7 @@ def _rebuilt_functional(plain, specs):
             return layer
         return type(layer).from_config(transformed[layer.name][0])
 
-    compacted = keras.models.clone_model(plain, clone_function=rebuilt)
+    compacted = clone_graph(plain, rebuilt, recursive=False)
     for layer in compacted.layers:
         if layer.name in transformed:
             layer.set_weights(transformed[layer.name][1])

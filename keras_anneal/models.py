@@ -7,6 +7,8 @@ import warnings
 import keras
 
 from keras_anneal import _validation
+from keras_anneal._cloning import clone_graph
+from keras_anneal._cloning import is_graph_model
 from keras_anneal import drop_connect as noise
 from keras_anneal import masking
 from keras_anneal.layers import SUPPORTED_LAYERS
@@ -44,13 +46,6 @@ def masked_layers(model):
     ]
 
 
-def _is_graph_model(model):
-    """Sequential or Functional: a model `keras.models.clone_model` can rebuild."""
-    return isinstance(model, keras.Sequential) or any(
-        cls.__name__ == "Functional" for cls in type(model).__mro__
-    )
-
-
 def _check_model(model, function):
     if not isinstance(model, keras.Model):
         raise TypeError(
@@ -73,7 +68,7 @@ def _cloned_layers(model):
     """The layers `clone_model(recursive=True)` visits: nested graph models' too,
     not the sublayers of a custom layer (which is wrapped whole)."""
     for layer in model.layers:
-        if _is_graph_model(layer):
+        if is_graph_model(layer):
             yield from _cloned_layers(layer)
         else:
             yield layer
@@ -85,7 +80,7 @@ def _output_layers(model):
     (`output_names`; a Sequential model has none)."""
     found = set()
     for graph in [model, *_all_layers(model)]:
-        if _is_graph_model(graph) and not isinstance(graph, keras.Sequential):
+        if is_graph_model(graph) and not isinstance(graph, keras.Sequential):
             found.update(id(tensor._keras_history[0]) for tensor in graph.outputs)
     return found
 
@@ -374,8 +369,8 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
             wrapped.add(layer.name)
         return masked(copy, layer) if wrap else copy
 
-    if _is_graph_model(model):
-        pruned = keras.models.clone_model(model, clone_function=clone, recursive=True)
+    if is_graph_model(model):
+        pruned = clone_graph(model, clone)
     else:
         _warn_of_lost_training_logic(model)
         inner = model if inplace else _copy_layer(model)
@@ -397,7 +392,7 @@ def prune_model(model, layers=None, inplace=False, drop_connect=0.0, drop_connec
                 "layer). Select the enclosing layer, or the nested model's own layers, "
                 f"instead. Received: layers={layers!r}"
             )
-    if layers is not None and _is_graph_model(model):
+    if layers is not None and is_graph_model(model):
         _warn_of_unreached_classes(model, layers, wrapped)
     if skipped:
         listed = "; ".join(f"'{name}': {paths}" for name, paths in skipped.items())
@@ -455,7 +450,7 @@ def _drop_connect_rates(model, drop_connect, selected):
                 f"rates. Received: key {key!r} of type {type(key).__name__}"
             )
         rates[key] = _validation.check_rate(f"drop_connect[{key!r}]", value)
-    candidates = list(_cloned_layers(model)) if _is_graph_model(model) else [model]
+    candidates = list(_cloned_layers(model)) if is_graph_model(model) else [model]
     wrapped = [layer for layer in candidates if selected(layer) and is_prunable(layer)]
     unmatched = [
         key if isinstance(key, str) else key.__name__
@@ -536,7 +531,7 @@ def strip(model, inplace=False):
     """
     _check_model(model, "strip")
     inplace = _validation.check_bool("inplace", inplace)
-    if not _is_graph_model(model):
+    if not is_graph_model(model):
         raise TypeError(
             "`strip` rebuilds Sequential and Functional models (those `prune_model` "
             f"returns), not subclassed ones. Received: model of class {type(model).__name__}. "
@@ -564,7 +559,7 @@ def strip(model, inplace=False):
         ]
         return _copy_layer(layer.layer, weights, template=layer)
 
-    return keras.models.clone_model(model, clone_function=clone, recursive=True)
+    return clone_graph(model, clone)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -674,7 +669,7 @@ def sparsity_report(model):
         rows = [LayerSparsity(layer.name, *masking.count_pruned(layer.get_masks()))
                 for layer in masked]
     else:
-        plain = list(_cloned_layers(model)) if _is_graph_model(model) else [model]
+        plain = list(_cloned_layers(model)) if is_graph_model(model) else [model]
         rows = []
         for layer in plain:
             weights = [keras.ops.convert_to_numpy(v) for _, v in prunable_variables(layer)]

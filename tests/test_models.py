@@ -178,6 +178,32 @@ def test_output_layers_keep_their_names_so_losses_and_targets_keyed_by_them_stil
     assert keras_anneal.compact(pruned).output_names == ["cls", "reg"]
 
 
+def test_input_layers_keep_their_names_through_prune_strip_and_compact():
+    # `keras.models.clone_model` would name an unnamed input after its
+    # tensor ('keras_tensor'); the names feed dict inputs and export signatures.
+    unnamed = keras.Input((4,))
+    inner = keras.Model(unnamed, L.Dense(6, activation="relu")(unnamed), name="inner")
+    named = keras.Input((3,), name="extra")
+    first = keras.Input((4,))
+    x = L.Concatenate()([inner(first), L.Dense(2)(named)])
+    model = keras.Model({"main": first, "extra": named}, L.Dense(2, name="out")(x))
+
+    def input_names(graph):
+        return sorted(layer.name for layer in graph.layers if isinstance(layer, L.InputLayer))
+
+    pruned = keras_anneal.prune_model(model)
+    prune_randomly(pruned)
+    for graph in (pruned, keras_anneal.strip(pruned), keras_anneal.compact(pruned)):
+        assert input_names(graph) == input_names(model)
+        assert input_names(graph.get_layer("inner")) == input_names(inner)
+    rng = np.random.default_rng(0)
+    data = {"main": rng.normal(size=(8, 4)).astype("float32"),
+            "extra": rng.normal(size=(8, 3)).astype("float32")}
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(pruned(data)),
+                               keras.ops.convert_to_numpy(keras_anneal.strip(pruned)(data)),
+                               rtol=1e-6, atol=1e-6)
+
+
 def test_sparsity_report_counts_per_layer_and_weighted_overall():
     pruned = keras_anneal.prune_model(small_cnn())
     conv, dense, head = keras_anneal.masked_layers(pruned)

@@ -1,0 +1,53 @@
+"""Rebuilding Sequential and Functional models layer by layer, names kept.
+
+`keras.models.clone_model` names a Functional model's new inputs after its
+input tensors, not its input layers: an unnamed `keras.Input` becomes
+`keras_tensor` rather than `input_layer`, which renames the input of a
+`model.export` signature and of a dict of inputs. `clone_graph` gives the
+new inputs their input layers' names (nested models' too).
+"""
+
+import keras
+
+
+def is_graph_model(model):
+    """Sequential or Functional: a model `keras.models.clone_model` can rebuild."""
+    return isinstance(model, keras.Sequential) or any(
+        cls.__name__ == "Functional" for cls in type(model).__mro__
+    )
+
+
+def clone_graph(model, clone_function, recursive=True, _clones=None):
+    """`keras.models.clone_model(model, clone_function=...)`, input names kept.
+
+    With `recursive`, nested Sequential and Functional models are rebuilt
+    the same way (`clone_function` sees their layers, not them). A layer
+    used in several places, nested models included, is cloned once.
+
+    >>> inputs = keras.Input((3,))
+    >>> model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    >>> clone = clone_graph(model, lambda layer: layer)
+    >>> clone.layers[0].name == model.layers[0].name  # The input layer's.
+    True
+    """
+
+    clones = {} if _clones is None else _clones
+
+    def clone(layer):
+        if id(layer) not in clones:
+            clones[id(layer)] = (
+                clone_graph(layer, clone_function, _clones=clones)
+                if recursive and is_graph_model(layer) else clone_function(layer)
+            )
+        return clones[id(layer)]
+
+    if isinstance(model, keras.Sequential):  # Its input layer keeps its name.
+        return keras.models.clone_model(model, clone_function=clone)
+    inputs = keras.tree.map_structure(_input_like, model.input)
+    return keras.models.clone_model(model, input_tensors=inputs, clone_function=clone)
+
+
+def _input_like(tensor):
+    """A new input of `tensor`'s input layer: shape, dtype, sparseness, name."""
+    layer = tensor._keras_history.operation
+    return type(layer).from_config(layer.get_config()).output
