@@ -4,8 +4,14 @@
 input tensors, not its input layers: an unnamed `keras.Input` becomes
 `keras_tensor` rather than `input_layer`, which renames the input of a
 `model.export` signature and of a dict of inputs. `clone_graph` gives the
-new inputs their input layers' names (nested models' too).
+new inputs their input layers' names (nested models' too), and leaves
+compiling to `compile_like`: `clone_model` compiles the copy of a compiled
+model from its config, which fails on a loss or metric function that is
+not registered for serialization.
 """
+
+import contextlib
+import inspect
 
 import keras
 
@@ -41,10 +47,48 @@ def clone_graph(model, clone_function, recursive=True, _clones=None):
             )
         return clones[id(layer)]
 
-    if isinstance(model, keras.Sequential):  # Its input layer keeps its name.
-        return keras.models.clone_model(model, clone_function=clone)
-    inputs = keras.tree.map_structure(_input_like, model.input)
-    return keras.models.clone_model(model, input_tensors=inputs, clone_function=clone)
+    with _read_as_uncompiled(model):
+        if isinstance(model, keras.Sequential):  # Its input layer keeps its name.
+            return keras.models.clone_model(model, clone_function=clone)
+        inputs = keras.tree.map_structure(_input_like, model.input)
+        return keras.models.clone_model(model, input_tensors=inputs, clone_function=clone)
+
+
+def compile_like(source, target):
+    """Compiles `target` as `source` was compiled, with a new optimizer.
+
+    From `source.get_compile_config()`, its own loss and metric functions
+    and classes at hand, so that ones not registered for serialization
+    come back too.
+
+    Raises:
+        TypeError, ValueError: where the config cannot be rebuilt (Keras'
+            own message).
+    """
+    with keras.saving.custom_object_scope(_compiled_objects(source)):
+        target.compile_from_config(source.get_compile_config())
+
+
+@contextlib.contextmanager
+def _read_as_uncompiled(model):
+    compiled = model.compiled
+    model.compiled = False
+    try:
+        yield
+    finally:
+        model.compiled = compiled
+
+
+def _compiled_objects(model):
+    """The functions and classes `model.compile` was given, by serialized name."""
+    config = getattr(getattr(model, "_compile_config", None), "config", {})
+    objects = {}
+    for value in keras.tree.flatten(config):
+        if inspect.isfunction(value) or inspect.isclass(value):
+            objects[value.__name__] = value
+        elif isinstance(value, (keras.losses.Loss, keras.metrics.Metric, keras.optimizers.Optimizer)):
+            objects[type(value).__name__] = type(value)
+    return objects
 
 
 def _input_like(tensor):

@@ -31,7 +31,7 @@ from keras_anneal.channel_dependencies import ChannelDependencies
 from keras_anneal.channel_dependencies import is_producer
 from keras_anneal import optimizer_state
 from keras_anneal.layers import Masked
-from keras_anneal.models import strip
+from keras_anneal.models import unwrapped
 
 
 def compact(model, carry_optimizer=False):
@@ -87,7 +87,7 @@ def compact(model, carry_optimizer=False):
             "Argument `carry_optimizer=True` needs a compiled model that has an optimizer. "
             f"Received: model {model.name!r}, which is not compiled"
         )
-    plain = strip(model)
+    plain = unwrapped(model)
     chain = _sequential_chain(plain) if isinstance(plain, keras.Sequential) else None
     graph = plain if chain is None else _called(plain, chain)
     specs = _specs(ChannelDependencies(graph))

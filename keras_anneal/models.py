@@ -8,6 +8,7 @@ import keras
 
 from keras_anneal import _validation
 from keras_anneal._cloning import clone_graph
+from keras_anneal._cloning import compile_like
 from keras_anneal._cloning import is_graph_model
 from keras_anneal import drop_connect as noise
 from keras_anneal import masking
@@ -504,7 +505,9 @@ def strip(model, inplace=False):
     The masks are baked in: pruned weights are exactly 0.0 in the result, and
     its predictions equal those of the masked model. A model that
     `prune_model` made from a subclassed one comes back as
-    `keras.Sequential([copy of the subclassed model])`.
+    `keras.Sequential([copy of the subclassed model])`. A compiled `model`
+    gives a copy compiled the same way, with a new optimizer (or, where the
+    compile config cannot be rebuilt, an uncompiled one, with a warning).
 
     Args:
         model: a `keras.Model` that `prune_model` returned, or any
@@ -529,6 +532,22 @@ def strip(model, inplace=False):
     >>> [type(layer).__name__ for layer in strip(model).layers]
     ['Dense']
     """
+    stripped = unwrapped(model, inplace)
+    if model.compiled:
+        try:
+            compile_like(model, stripped)
+        except (TypeError, ValueError) as error:
+            warnings.warn(
+                f"strip: the stripped copy of '{model.name}' is not compiled: its compile "
+                f"config could not be rebuilt ({error}). Compile it yourself.",
+                UserWarning,
+                stacklevel=2,
+            )
+    return stripped
+
+
+def unwrapped(model, inplace=False):
+    """`strip(model, inplace)`, not compiled."""
     _check_model(model, "strip")
     inplace = _validation.check_bool("inplace", inplace)
     if not is_graph_model(model):

@@ -15,6 +15,8 @@ how each slot finds its weight here.
 import numpy as np
 from keras import ops
 
+from keras_anneal._cloning import compile_like
+
 
 def carry_optimizer(source, plain, target, sliced):
     """Compiles `target` like `source` and hands it `source`'s optimizer state.
@@ -49,7 +51,7 @@ def carry_optimizer(source, plain, target, sliced):
             f"{[w.path for w in target.trainable_variables]}"
         )
     old = source.optimizer
-    target.compile_from_config(source.get_compile_config())
+    compile_like(source, target)
     if not old.built:  # Never stepped: there is no state to carry.
         return
     new = target.optimizer

@@ -204,6 +204,41 @@ def test_input_layers_keep_their_names_through_prune_strip_and_compact():
                                rtol=1e-6, atol=1e-6)
 
 
+def test_a_model_compiled_with_unregistered_functions_is_pruned_stripped_and_compacted():
+    def doubled_loss(y_true, y_pred):  # Neither is registered for serialization.
+        return 2.0 * keras.losses.mean_squared_error(y_true, y_pred)
+
+    def mean_output(y_true, y_pred):
+        return keras.ops.mean(y_pred)
+
+    def compiled(model):
+        model.compile(keras.optimizers.Adam(0.01), loss=doubled_loss, metrics=[mean_output])
+        return model
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 8)).astype("float32"), rng.normal(size=(32, 3)).astype("float32")
+    base = compiled(keras.Sequential([keras.Input((8,)), L.Dense(6, activation="relu"), L.Dense(3)]))
+    base.fit(x, y, epochs=1, verbose=0)
+    pruned = keras_anneal.prune_model(base)
+    assert base.compiled and not pruned.compiled  # As documented; the original is left alone.
+    compiled(pruned).fit(x, y, epochs=2, verbose=0, callbacks=[
+        keras_anneal.AnnealedPruning(0.5, granularity="unit", frequency=1)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        stripped = keras_anneal.strip(pruned)
+    # Compiled like the source: same loss and metric, a new optimizer of its config.
+    assert stripped.compiled and stripped.optimizer is not pruned.optimizer
+    assert stripped.optimizer.learning_rate.numpy() == pytest.approx(0.01)
+    np.testing.assert_allclose(stripped.evaluate(x, y, verbose=0),
+                               pruned.evaluate(x, y, verbose=0), rtol=1e-5)
+    small = keras_anneal.compact(pruned)
+    assert not small.compiled and small.layers[0].units == 3
+    carried = keras_anneal.compact(pruned, carry_optimizer=True)
+    assert carried.optimizer.iterations.numpy() == pruned.optimizer.iterations.numpy()
+    np.testing.assert_allclose(carried.evaluate(x, y, verbose=0),
+                               pruned.evaluate(x, y, verbose=0), rtol=1e-5)
+
+
 def test_sparsity_report_counts_per_layer_and_weighted_overall():
     pruned = keras_anneal.prune_model(small_cnn())
     conv, dense, head = keras_anneal.masked_layers(pruned)
