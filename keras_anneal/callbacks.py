@@ -56,7 +56,9 @@ class AnnealedPruning(keras.callbacks.Callback):
     has already stepped continues the plan rather than starting it again. The
     overall sparsity is written to the epoch logs under `"sparsity"`, and
     each layer's under `"sparsity/<layer name>"`, where `History`,
-    `CSVLogger` and `TensorBoard` placed after this callback see them.
+    `CSVLogger` and `TensorBoard` placed after this callback see them: the
+    sparsity the epoch's validation metrics were measured at (an update due
+    at the next epoch's first step is made after it).
 
     Masks are never computed from a diverged run: if a prunable weight holds
     NaN or inf at an update, or the loss is not finite at an epoch's end
@@ -267,7 +269,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._last_target = 0.0  # The schedule's target at the last update.
         self._epoch_begin_step = 0
         self._first_epoch = None
-        self._final_step = None  # First update at which the plan is complete.
+        self._final_step = self._regrowth_start()
         self._temporary_in_masks = False
         if self.temporary is not None:
             self.temporary.reset()
@@ -283,6 +285,11 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._maybe_update(self._epoch_begin_step + batch)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._masks is None:
+            self._gather()
+        # Logged as validated: the epoch's `val_*` metrics were measured with
+        # these masks, before the update due at the next epoch's first step.
+        validated = self.sparsity, dict(self.layer_sparsity)
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             message = (
@@ -297,12 +304,10 @@ class AnnealedPruning(keras.callbacks.Callback):
         else:
             if self.budget is not None and not self._held:
                 self._check_budget(epoch, logs or {})
-            self._maybe_update(self._optimizer_step())
-        if self._masks is None:
-            self._gather()
+            self._maybe_update(self._optimizer_step(), prune_only=True)
         if logs is not None:
-            logs["sparsity"] = self.sparsity
-            for name, value in self.layer_sparsity.items():
+            logs["sparsity"] = validated[0]
+            for name, value in validated[1].items():
                 logs[f"sparsity/{name}"] = value
             if self.budget is not None:
                 logs["sparsity_held"] = float(self._held)
@@ -489,6 +494,20 @@ class AnnealedPruning(keras.callbacks.Callback):
                 stacklevel=3,
             )
 
+    def _regrowth_start(self):
+        """The update after the plan's completion step, where regrowth starts.
+
+        Read from the plan, not from the run, so that a `fit` resumed past it
+        (`initial_epoch`, `BackupAndRestore`) decays the drop fraction as the
+        uninterrupted one does. None where the completion step is not known:
+        regrowth then starts at the first update that prunes nothing at the
+        final target.
+        """
+        complete = self._completion_step
+        if self.regrowth is None or complete is None:
+            return None
+        return complete - complete % self.frequency + self.frequency
+
     def _due_step(self, step):
         """The last update point at or before `step`: a multiple of
         `frequency`, or the plan's completion step."""
@@ -498,7 +517,12 @@ class AnnealedPruning(keras.callbacks.Callback):
             return complete
         return due
 
-    def _maybe_update(self, step):
+    def _maybe_update(self, step, prune_only=False):
+        """The update due at `step`, if not made yet. With `prune_only` (at an
+        epoch's end, for the next epoch's first step), one that would only
+        regrow or redraw temporary removals waits for that step, so that a
+        checkpoint taken at the epoch's end holds the masks before it and a
+        resumed `fit` makes it once, as the uninterrupted one does."""
         due = self._due_step(step)
         if due == self._last_update_step or self._held:
             return
@@ -507,8 +531,7 @@ class AnnealedPruning(keras.callbacks.Callback):
                 return  # Built by the first step; the next update is due after it.
             self._gather()
             self._warn_if_the_plan_began_before_this_fit()
-        self._last_update_step = due
-        target = self._last_target = self.schedule(due, self._total_steps)
+        target = self.schedule(due, self._total_steps)
         if self.granularity == "unit":
             prune = target > self._unit_target
         elif self._n_of_m:  # Once, when the plan reaches the pattern's sparsity.
@@ -518,13 +541,16 @@ class AnnealedPruning(keras.callbacks.Callback):
             prune = masking.pruned_count(target, self._total) > self._pruned
         if self.regrowth is not None and not prune and self._final_step is None:
             if target >= self.schedule(self._total_steps, self._total_steps):
-                self._final_step = due
+                self._final_step = due  # A plan whose completion step is not known.
         regrow = self.regrowth is not None and self._final_step is not None and (
             self.regrowth.drop_fraction(due, self._final_step, self._total_steps) > 0
         )
         noisy = self.temporary is not None and (
             self.temporary.active(due, self._total_steps) or self._temporary_in_masks
         )
+        if prune_only and not prune:
+            return
+        self._last_update_step, self._last_target = due, target
         if not (prune or regrow or noisy):
             return  # Nothing to change: skip reading the weights.
         sync_backend_state(self.model)
@@ -582,12 +608,28 @@ class AnnealedPruning(keras.callbacks.Callback):
         return gradients.effective_weight_gradients(self.model, *batch)
 
     def _unit_masks(self, weights, permanent, target, step):
-        """Whole units removed (output layers excepted); their biases zeroed."""
+        """Whole units removed (output layers excepted); their biases zeroed.
+
+        A kernel whose units are not its trailing axes (a transposed
+        convolution's) loses `floor(target * n)` weights one by one instead,
+        its filters kept connected as the unit guard asks.
+        """
         scores = self.criterion.scores(weights, permanent, step)
         masks = unit_pruning.unit_masks(
             scores, permanent, target, self._unit_axes, groups=self._unit_groups
         )
         masks = [old if output else new for old, new, output in zip(permanent, masks, self._outputs)]
+        by_weight = [index for index, (axes, mask) in enumerate(zip(self._unit_axes, permanent))
+                     if axes <= 0 and np.ndim(mask) >= 2 and not self._outputs[index]]
+        if by_weight:
+            chosen = allocation_module.Uniform().masks(
+                [scores[i] for i in by_weight], [permanent[i] for i in by_weight], target,
+                weights=[weights[i] for i in by_weight],
+                keep_units_connected=self.keep_units_connected,
+                unit_axes=[self._unit_axes[i] for i in by_weight],
+            )
+            for index, mask in zip(by_weight, chosen):
+                masks[index] = mask
         for bias, mask, axes in zip(self._unit_biases, masks, self._unit_axes):
             if bias is not None and axes > 0 and masking.unit_count(mask.shape, axes):
                 dead = ~mask.reshape(-1, masking.unit_count(mask.shape, axes)).any(axis=0)
@@ -627,6 +669,8 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._owners = [layer.name for layer in self._layers for _ in layer.masks]
         self._unit_axes = [axes for layer in self._layers for axes in layer.unit_axes]
         _warn_of_layers_without_units(self._layers, self.granularity)
+        if self._n_of_m:
+            _warn_of_tensors_without_blocks(self._names, self._masks, self._n_of_m)
         self._unit_biases = [bias for layer in self._layers for bias in layer.unit_biases]
         producing = channel_dependencies.output_producers(self.model)
         self._outputs = [id(layer) in producing for layer in self._layers for _ in layer.masks]
@@ -693,6 +737,21 @@ def _warn_of_layers_without_units(layers, granularity):
         UserWarning,
         stacklevel=3,
     )
+
+
+def _warn_of_tensors_without_blocks(names, masks, n_of_m):
+    n, m = n_of_m
+    left = {name: tuple(mask.shape) for name, mask in zip(names, masks)
+            if len(mask.shape) < 2 or mask.shape[-2] % m}
+    if left:
+        warnings.warn(
+            f"AnnealedPruning(granularity='{n}:{m}') leaves these weights unpruned: their "
+            f"input axis (the second-to-last) is not a multiple of {m}, so it has no blocks "
+            f"of {m}: {left}. The overall sparsity is below {1 - n / m:g}; wrap only the "
+            "layers that fit (`prune_model(model, layers=...)`).",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _check_granularity(value):

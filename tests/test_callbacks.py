@@ -241,6 +241,22 @@ def test_sparsity_reaches_csv_logger(tmp_path):
     assert [float(row["sparsity"]) for row in rows] == [0.5, 0.5]
 
 
+def test_the_logged_sparsity_is_the_one_the_epochs_validation_measured():
+    model = pruned_mlp()
+    x, y = regression_data()
+    pruning = AnnealedPruning(schedules.FSA(0.8, mu=0, end_fraction=1.0), frequency=2)
+    validated = []
+
+    class AtValidation(keras.callbacks.Callback):
+        def on_test_begin(self, logs=None):
+            validated.append(pruning.sparsity)
+
+    history = model.fit(x, y, batch_size=8, epochs=4, verbose=0, validation_data=(x, y),
+                        callbacks=[pruning, AtValidation()])
+    assert len(set(validated)) == 4  # The sparsity grows each epoch ...
+    assert history.history["sparsity"] == validated  # ... and its log pairs with `val_loss`.
+
+
 def test_one_callback_serves_two_fits():
     callback = AnnealedPruning(schedules.ConstantSparsity(0.5), frequency=1)
     x, y = regression_data()
@@ -279,33 +295,40 @@ class InterruptAfterEpoch(keras.callbacks.Callback):
             raise RuntimeError("Interrupted on purpose.")
 
 
-def resume_setup():
+def resume_setup(regrowth=False):
     keras.utils.set_random_seed(7)
     model = pruned_mlp()
+    if regrowth:  # The plan completes at step 8 (of 20); regrowth goes on to step 19.
+        return model, AnnealedPruning(
+            schedules.FSA(final_sparsity=0.85, end_fraction=0.4), frequency=3,
+            regrowth=keras_anneal.Regrowth(fraction=0.3, seed=0, end_fraction=0.95))
     callback = AnnealedPruning(schedules.FSA(final_sparsity=0.85, mu=1.0, end_fraction=0.9), frequency=3)
     return model, callback
 
 
-@pytest.mark.parametrize("interrupted_epoch", [0, 2])
-def test_resumed_training_ends_with_the_same_masks(tmp_path, interrupted_epoch):
+@pytest.mark.parametrize("interrupted_epoch, regrowth", [(0, False), (2, False), (2, True)])
+def test_resumed_training_ends_with_the_same_masks(tmp_path, interrupted_epoch, regrowth):
     x, y = regression_data()
     fit = dict(x=x, y=y, batch_size=16, epochs=5, verbose=0, shuffle=False)
 
-    model, callback = resume_setup()
+    model, callback = resume_setup(regrowth)
     model.fit(**fit, callbacks=[callback])
     uninterrupted = all_masks(model)
 
     backup = os.path.join(tmp_path, "backup")
-    model, callback = resume_setup()
+    model, callback = resume_setup(regrowth)
     with pytest.raises(RuntimeError, match="on purpose"):
         model.fit(**fit, callbacks=[
             callback,
             keras.callbacks.BackupAndRestore(backup),
             InterruptAfterEpoch(interrupted_epoch),
         ])
-    assert callback.sparsity < 0.85  # Stopped before the end of the plan.
+    if regrowth:  # Stopped after the plan's end, while regrowth moves the masks.
+        assert callback.sparsity == pytest.approx(0.85, abs=0.01)
+    else:
+        assert callback.sparsity < 0.85  # Stopped before the end of the plan.
 
-    model, callback = resume_setup()  # A fresh process would start like this.
+    model, callback = resume_setup(regrowth)  # A fresh process would start like this.
     model.fit(**fit, callbacks=[callback, keras.callbacks.BackupAndRestore(backup)])
     assert int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 5 * 4
     for resumed, expected in zip(all_masks(model), uninterrupted):

@@ -245,7 +245,9 @@ def test_two_of_four_keeps_two_weights_in_every_block_of_four_inputs():
     x, y = rng.normal(size=(32, 8)).astype("float32"), rng.normal(size=(32, 2)).astype("float32")
     pruning = keras_anneal.AnnealedPruning(schedules.FSA(0.5, end_fraction=0.5), frequency=1,
                                            granularity="2:4")
-    history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[pruning])
+    with pytest.warns(UserWarning, match=r"'2:4'\) leaves these weights unpruned.*"
+                      r"\{'masked_out/kernel': \(6, 2\)\}"):
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[pruning])
     a = keras_anneal.masked_layers(model)[0].get_masks()[0]  # (8, 6): blocks of 4 inputs.
     assert np.all(a.reshape(2, 4, 6).sum(axis=1) == 2)
     out = keras_anneal.masked_layers(model)[1].get_masks()[0]  # (6, 2): 6 % 4 != 0, left.
@@ -316,10 +318,18 @@ def test_transposed_convolutions_keep_every_filter_connected_but_lose_no_filter(
         keras_anneal.AnnealedPruning(schedules.ConstantSparsity(0.95), frequency=1)])
     assert int((layer.get_masks()[0] == 0).sum()) == 85
     assert layer.get_masks()[0].any(axis=(0, 1, 3)).all()
+    # Behind a Dense layer that loses units, it loses weights one by one, as the warning says.
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((4, 4, 2)), keras.layers.Dense(4, name="d"),
+        keras.layers.Conv2DTranspose(5, 3, name="t"), keras.layers.Conv2D(2, 1, name="out")]))
+    model.compile(optimizer="sgd", loss="mse")
     with pytest.warns(UserWarning, match=r"removes no whole units from \['masked_t'\]"):
-        model.compile(optimizer="sgd", loss="mse")
         model.fit(x, model.predict(x, verbose=0), epochs=1, verbose=0, callbacks=[
             keras_anneal.AnnealedPruning(schedules.ConstantSparsity(0.5), granularity="unit")])
+    dense, transposed = (layer.get_masks()[0] for layer in keras_anneal.masked_layers(model)[:2])
+    assert (~dense.any(axis=0)).sum() == 2  # 2 of 4 units.
+    assert int((transposed == 0).sum()) == (3 * 3 * 5 * 4) // 2
+    assert transposed.any(axis=(0, 1, 3)).all()  # Every filter keeps a weight.
 
 
 def test_nested_sequential_models_are_opened_and_compacted():
