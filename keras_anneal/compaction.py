@@ -26,6 +26,7 @@ import numpy as np
 from keras import ops
 
 from keras_anneal import _validation
+from keras_anneal import masking
 from keras_anneal._cloning import clone_graph
 from keras_anneal.channel_dependencies import ChannelDependencies
 from keras_anneal.channel_dependencies import is_producer
@@ -87,6 +88,7 @@ def compact(model, carry_optimizer=False):
             "Argument `carry_optimizer=True` needs a compiled model that has an optimizer. "
             f"Received: model {model.name!r}, which is not compiled"
         )
+    _warn_of_units_it_does_not_remove(model)
     plain = unwrapped(model)
     chain = _sequential_chain(plain) if isinstance(plain, keras.Sequential) else None
     graph = plain if chain is None else _called(plain, chain)
@@ -101,6 +103,32 @@ def compact(model, carry_optimizer=False):
             lambda layer, values: _sliced(layer, specs[layer.name], values, fold=False))
         _warn_of_zeros_left(model, compacted)
     return compacted
+
+
+def _warn_of_units_it_does_not_remove(model):
+    """Names the masked layers of one kernel, not Dense or a plain convolution
+    (an Embedding, a transposed or depthwise convolution), with dead units:
+    `compact` keeps them, and their zeros, as they are."""
+    left = {}
+    for layer in model._flatten_layers():
+        if not isinstance(layer, Masked) or is_producer(layer.layer) or len(layer.masks) != 1:
+            continue
+        mask, axes = layer.get_masks()[0], layer.unit_axes[0]
+        units = masking.unit_count(mask.shape, axes)
+        if not units:
+            continue
+        if axes == masking.UNITS_BEFORE_LAST:
+            mask = np.swapaxes(mask, -1, -2)
+        dead = int(np.sum(~mask.reshape(-1, units).any(axis=0)))
+        if dead:
+            left[layer.name] = f"{dead} of {units} ({type(layer.layer).__name__})"
+    if left:
+        warnings.warn(
+            "compact removes the units of Dense layers and plain convolutions only: these "
+            f"layers keep their dead units, as zeros: {left}",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _warn_of_zeros_left(model, compacted):

@@ -236,6 +236,25 @@ def test_unit_granularity_arguments_are_checked():
         keras_anneal.compact(3)
 
 
+def test_dead_units_of_an_embedding_are_kept_and_named():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((5,), dtype="int32"), keras.layers.Embedding(10, 6, name="embedding"),
+        keras.layers.Conv1D(4, 2, name="conv"), keras.layers.GlobalAveragePooling1D(),
+        keras.layers.Dense(2, name="out")]))
+    embedding = model.get_layer("masked_embedding")
+    mask = np.ones((10, 6), "float32")
+    mask[:, :2] = 0.0  # Two dimensions no token uses.
+    embedding.set_masks([mask])
+    with pytest.warns(UserWarning, match=r"keep their dead units.*'masked_embedding': "
+                                         r"'2 of 6 \(Embedding\)'"):
+        small = keras_anneal.compact(model)
+    assert small.get_layer("embedding").embeddings.shape == (10, 6)
+    tokens = np.random.default_rng(0).integers(0, 10, (4, 5)).astype("int32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(small(tokens)),
+                               keras.ops.convert_to_numpy(model(tokens)), rtol=1e-5, atol=1e-6)
+
+
 def test_two_of_four_keeps_two_weights_in_every_block_of_four_inputs():
     keras.utils.set_random_seed(0)
     model = keras_anneal.prune_model(keras.Sequential([
