@@ -7,6 +7,7 @@ from keras import ops
 from keras_anneal import _validation
 from keras_anneal import allocation as allocation_module
 from keras_anneal import criteria
+from keras_anneal import masking
 from keras_anneal._backend import sync_backend_state
 from keras_anneal.models import masked_layers
 from keras_anneal.models import sparsity_report
@@ -175,7 +176,7 @@ def _prune_with_data(model, layers, criterion, sparsity, allocation, data, batch
         return
     inputs = _layer_tensors(model, layers, criterion, data, batch_size, "input")
     results = []
-    for layer, layer_inputs in zip(layers, inputs):
+    for layer, layer_inputs, share in zip(layers, inputs, _layer_sparsities(layers, sparsity)):
         inner = layer.layer
         kernel = ops.convert_to_numpy(inner.kernel)
         bias = ops.convert_to_numpy(inner.bias) if inner.use_bias else None
@@ -185,7 +186,7 @@ def _prune_with_data(model, layers, criterion, sparsity, allocation, data, batch
             layer_inputs = _patches(inner, layer_inputs)
         outputs = kernel.shape[-1]
         mask, new_kernel, bias = criterion.prune_layer(
-            kernel.reshape(-1, outputs), bias, mask.reshape(-1, outputs), layer_inputs, sparsity
+            kernel.reshape(-1, outputs), bias, mask.reshape(-1, outputs), layer_inputs, share
         )
         results.append((mask.reshape(kernel.shape), new_kernel.reshape(kernel.shape), bias))
     for layer, (mask, kernel, bias) in zip(layers, results):
@@ -193,6 +194,19 @@ def _prune_with_data(model, layers, criterion, sparsity, allocation, data, batch
         if bias is not None:
             layer.layer.bias.assign(bias)
         layer.set_masks([mask])
+
+
+def _layer_sparsities(layers, sparsity):
+    """Each layer's sparsity, so that exactly `floor(s * N)` of all `N` kernel
+    weights go: `floor(s * n)` or one more per layer (largest remainder),
+    never fewer than the layer has pruned already."""
+    masks = [np.asarray(layer.get_masks()[0]) for layer in layers]
+    tensors = [allocation_module.WeightTensor(layer.name, mask, mask, int(np.sum(mask == 0)), mask.size)
+               for layer, mask in zip(layers, masks)]
+    n_pruned = max(masking.pruned_count(sparsity, sum(t.size for t in tensors)),
+                   sum(t.lowest for t in tensors))
+    counts = allocation_module.Uniform().pruned_counts(tensors, n_pruned, sparsity, sparsity)
+    return [count / t.size for count, t in zip(counts, tensors)]
 
 
 def _plain_kernel(layer):

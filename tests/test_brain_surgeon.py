@@ -68,6 +68,15 @@ def test_prune_with_obs_writes_weights_that_strip_and_save_carry(tmp_path):
     np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)), masked, rtol=1e-6, atol=1e-6)
 
 
+def test_obs_prunes_the_exact_overall_count_across_layers():
+    # 0.7 of 96 + 24 weights: 67.2 + 16.8 floors to 67 + 16 = 83, one short of floor(84).
+    x, _, _ = layer_data(3, d=12)
+    model = keras_anneal.prune_model(mlp())
+    report = keras_anneal.prune(model, LayerwiseOBS(), sparsity=0.7, data=x)
+    assert report.pruned == math.floor(0.7 * 120) == 84
+    assert [row.pruned for row in report.layers] in ([67, 17], [68, 16])  # Largest remainder.
+
+
 def test_obs_keeps_the_output_closer_than_magnitude():
     x, _, _ = layer_data(4, d=12)
     dense = keras.ops.convert_to_numpy(mlp()(x))
@@ -146,8 +155,7 @@ def test_obs_in_rounds_with_retraining_between_them():
         m.fit(x, y, epochs=1, verbose=0)
 
     report = keras_anneal.prune(model, "obs", sparsity=0.6, data=x, rounds=3, between_rounds=retrain)
-    assert seen == [math.floor(0.2 * 96) + math.floor(0.2 * 24), math.floor(0.4 * 96) + math.floor(0.4 * 24),
-                    math.floor(0.6 * 96) + math.floor(0.6 * 24)]
+    assert seen == [math.floor(0.2 * 120), math.floor(0.4 * 120), math.floor(0.6 * 120)]
     assert report.pruned == seen[-1]
     with pytest.raises(ValueError, match=r"`rounds`.*rounds=0"):
         keras_anneal.prune(model, "obs", sparsity=0.6, data=x, rounds=0)
