@@ -177,12 +177,13 @@ def _not_copyable(layer, reason):
     )
 
 
-_NOT_PRUNABLE_BY_DESIGN = (
+_NOT_PRUNABLE_BY_DESIGN = (  # Per-channel scales, shifts and slopes, no connections.
     keras.layers.BatchNormalization,
     keras.layers.LayerNormalization,
     keras.layers.GroupNormalization,
     keras.layers.UnitNormalization,
     keras.layers.Normalization,
+    keras.layers.PReLU,
 )
 
 

@@ -183,6 +183,9 @@ def test_search_callbacks_refuse_bad_input_before_training(callback):
     (lambda: keras_anneal.GeneticPruning(np.zeros((4, 8)), population_size=3), "tournament_size"),
     (lambda: search.SimulatedAnnealing(seed=-1), "seed"),
     (lambda: search.GeneticAlgorithm(seed=1.5), "seed"),
+    (lambda: search.GeneticAlgorithm(population=6),
+     r"GeneticAlgorithm takes no argument 'population' \(did you mean 'population_size'\?\)"),
+    (lambda: search.FixedBudgetAnnealing(budget=5, iteration=3), r"did you mean 'iterations'"),
 ])
 def test_bad_parameters_are_named(make, message):
     with pytest.raises((ValueError, TypeError), match=message):

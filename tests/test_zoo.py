@@ -314,7 +314,8 @@ def test_the_weights_a_layer_declares_unprunable_are_not_warned_of():
             return [self.w]
 
     inputs = keras.Input((4,))
-    model = keras.Model(inputs, L.Dense(2)(Affine()(inputs)))
+    # Normalization's scales and shifts, PReLU's slopes: no connections to prune either.
+    model = keras.Model(inputs, L.Dense(2)(L.PReLU()(L.BatchNormalization()(Affine()(inputs)))))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pruned = keras_anneal.prune_model(model)

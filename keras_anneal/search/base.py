@@ -7,6 +7,8 @@ per candidate.
 """
 
 import dataclasses
+import difflib
+import inspect
 import math
 import time
 import warnings
@@ -347,6 +349,29 @@ class SearchState:
         return keras.utils.Progbar(target, stateful_metrics=["cost", "loss", "sparsity"])
 
 
+def _unknown_arguments(search_class, unknown):
+    """The error for keyword arguments no `__init__` of `search_class` takes."""
+    known = []
+    for cls in search_class.__mro__:
+        if "__init__" in vars(cls):
+            known += [name for name, parameter in inspect.signature(cls.__init__).parameters.items()
+                      if name != "self" and parameter.kind not in (parameter.VAR_KEYWORD,
+                                                                    parameter.VAR_POSITIONAL)]
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, known, n=1) or [
+            k for k in known if k.startswith(name) or name.startswith(k)][:1]
+        if close:
+            hints.append(f"'{name}' (did you mean '{close[0]}'?)")
+        else:
+            hints.append(f"'{name}'")
+    return (
+        f"{search_class.__name__} takes no argument {', '.join(hints)}. It takes: "
+        f"{', '.join(dict.fromkeys(known))}. Received: "
+        f"{', '.join(f'{k}={v!r}' for k, v in unknown.items())}"
+    )
+
+
 class MaskSearch:
     """Base of the searches: validates, runs `_search`, restores on failure.
 
@@ -374,7 +399,9 @@ class MaskSearch:
     default_cost = None
 
     def __init__(self, *, cost=None, layers=None, batch_size=None, fine_tune=None, seed=None,
-                 keep_units_connected=True, verbose=1):
+                 keep_units_connected=True, verbose=1, **unknown):
+        if unknown:
+            raise TypeError(_unknown_arguments(type(self), unknown))
         self.cost = costs.check_cost(cost, type(self).default_cost)
         if isinstance(layers, (str, keras.layers.Layer)):
             layers = [layers]
