@@ -269,15 +269,41 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._last_target = 0.0  # The schedule's target at the last update.
         self._epoch_begin_step = 0
         self._first_epoch = None
+        self._cut_by_initial_epoch = False
         self._final_step = self._regrowth_start()
         self._temporary_in_masks = False
         if self.temporary is not None:
             self.temporary.reset()
 
     def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_begin_step = self._optimizer_step()
         if self._first_epoch is None:
             self._first_epoch = epoch  # `initial_epoch`.
-        self._epoch_begin_step = self._optimizer_step()
+            self._warn_if_initial_epoch_cuts_the_plan()
+
+    def _warn_if_initial_epoch_cuts_the_plan(self):
+        """Says so before training when `initial_epoch` is ahead of the
+        optimizer (weights loaded without it): the plan, counted on the
+        optimizer's steps, then ends short."""
+        epochs, steps = self.params.get("epochs"), self.params.get("steps")
+        if not (self._first_epoch and self._total_steps) or self.budget is not None:
+            return
+        last = self._fit_begin_step + (epochs - self._first_epoch) * steps
+        reached = self.schedule(last, self._total_steps)
+        if reached >= self._final_sparsity - 1e-12:
+            return
+        self._cut_by_initial_epoch = True
+        warnings.warn(
+            f"AnnealedPruning: the plan is laid on epochs={epochs} × {steps} steps, "
+            f"counted on the optimizer from step 0, but this `fit` begins at "
+            f"initial_epoch={self._first_epoch} with the optimizer at step "
+            f"{self._fit_begin_step}, so it will end at sparsity {reached:.4g}, before the "
+            f"plan reached {self._final_sparsity}. `initial_epoch` resumes a plan: use it "
+            "on the model saved at that epoch (a `.keras` file or `BackupAndRestore` keeps "
+            "the optimizer's step), or leave it out.",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def on_train_batch_begin(self, batch, logs=None):
         # Batch begin, not batch end: overriding `on_train_batch_end` would
@@ -403,6 +429,8 @@ class AnnealedPruning(keras.callbacks.Callback):
             return
         resumed = self._first_epoch and (
             ran >= (self.params["epochs"] - self._first_epoch) * self.params["steps"])
+        if resumed and self._cut_by_initial_epoch:
+            return  # Said before training.
         if resumed:  # Every step it was given ran: `initial_epoch` cut the plan, not a stop.
             warnings.warn(
                 f"AnnealedPruning: the plan is laid on epochs={self.params['epochs']} × "

@@ -1,5 +1,6 @@
 import csv
 import os
+import re
 import warnings
 
 import keras
@@ -440,7 +441,14 @@ def test_initial_epoch_on_a_fresh_model_is_named_when_the_plan_ends_short():
     x, y = regression_data()
     model = keras_anneal.prune_model(small_mlp())
     model.compile(optimizer="sgd", loss="mse")
-    with pytest.warns(UserWarning, match=r"epochs=4 × 4 steps.*initial_epoch=2 with the optimizer "
-                                         r"at step 0.*before the plan reached 0.8"):
+    before_training = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first_batch = keras.callbacks.LambdaCallback(
+            on_train_batch_begin=lambda batch, logs: before_training.append(len(caught)))
         model.fit(x, y, batch_size=16, epochs=4, initial_epoch=2, verbose=0,
-                  callbacks=[AnnealedPruning(0.8, frequency=1)])
+                  callbacks=[AnnealedPruning(0.8, frequency=1), first_batch])
+    said = [str(w.message) for w in caught if "initial_epoch" in str(w.message)]
+    assert len(said) == 1 and before_training[0] >= 1  # Once, before the first step.
+    assert re.search(r"epochs=4 × 4 steps.*initial_epoch=2 with the optimizer at step 0, so it "
+                     r"will end at sparsity 0.\d+, before the plan reached 0.8", said[0])
