@@ -71,24 +71,35 @@ def compile_like(source, target):
 
 @contextlib.contextmanager
 def _read_as_uncompiled(model):
+    """`model` reads as not compiled meanwhile (`clone_model` then leaves the
+    copy uncompiled); a model whose `compiled` cannot be set stays as it is."""
     compiled = model.compiled
-    model.compiled = False
+    try:
+        model.compiled = False
+        settable = True
+    except AttributeError:  # A read-only property of the user's class.
+        settable = False
     try:
         yield
     finally:
-        model.compiled = compiled
+        if settable:
+            model.compiled = compiled
 
 
 def _compiled_objects(model):
-    """The functions and classes `model.compile` was given, by serialized name."""
+    """The functions and classes `model.compile` was given, by serialized name.
+
+    A name that two of them share (the functions of one factory) is left
+    out: the config could not say which is meant.
+    """
     config = getattr(getattr(model, "_compile_config", None), "config", {})
-    objects = {}
+    found = {}
     for value in keras.tree.flatten(config):
+        if isinstance(value, (keras.losses.Loss, keras.metrics.Metric, keras.optimizers.Optimizer)):
+            value = type(value)
         if inspect.isfunction(value) or inspect.isclass(value):
-            objects[value.__name__] = value
-        elif isinstance(value, (keras.losses.Loss, keras.metrics.Metric, keras.optimizers.Optimizer)):
-            objects[type(value).__name__] = type(value)
-    return objects
+            found.setdefault(value.__name__, set()).add(value)
+    return {name: next(iter(values)) for name, values in found.items() if len(values) == 1}
 
 
 def _input_like(tensor):

@@ -58,7 +58,11 @@ class AnnealedPruning(keras.callbacks.Callback):
     each layer's under `"sparsity/<layer name>"`, where `History`,
     `CSVLogger` and `TensorBoard` placed after this callback see them: the
     sparsity the epoch's validation metrics were measured at (an update due
-    at the next epoch's first step is made after it).
+    at the next epoch's first step is made after it). So a plan that ends at
+    the last step logs less than the final sparsity, which `self.sparsity`
+    and `keras_anneal.sparsity_report(model)` give; and the epoch at which
+    an accuracy budget stops pruning logs the sparsity it rejected (its
+    `sparsity_held` is 1).
 
     Masks are never computed from a diverged run: if a prunable weight holds
     NaN or inf at an update, or the loss is not finite at an epoch's end
@@ -270,7 +274,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._epoch_begin_step = 0
         self._first_epoch = None
         self._cut_by_initial_epoch = False
-        self._final_step = self._regrowth_start()
+        self._regrowth_start_step = self._regrowth_start()
         self._temporary_in_masks = False
         if self.temporary is not None:
             self.temporary.reset()
@@ -288,7 +292,8 @@ class AnnealedPruning(keras.callbacks.Callback):
         epochs, steps = self.params.get("epochs"), self.params.get("steps")
         if not (self._first_epoch and self._total_steps) or self.budget is not None:
             return
-        last = self._fit_begin_step + (epochs - self._first_epoch) * steps
+        begin = self._epoch_begin_step  # Read after `BackupAndRestore` restored the optimizer.
+        last = begin + (epochs - self._first_epoch) * steps
         reached = self.schedule(last, self._total_steps)
         if reached >= self._final_sparsity - 1e-12:
             return
@@ -297,7 +302,7 @@ class AnnealedPruning(keras.callbacks.Callback):
             f"AnnealedPruning: the plan is laid on epochs={epochs} × {steps} steps, "
             f"counted on the optimizer from step 0, but this `fit` begins at "
             f"initial_epoch={self._first_epoch} with the optimizer at step "
-            f"{self._fit_begin_step}, so it will end at sparsity {reached:.4g}, before the "
+            f"{begin}, so it will end at sparsity {reached:.4g}, before the "
             f"plan reached {self._final_sparsity}. `initial_epoch` resumes a plan: use it "
             "on the model saved at that epoch (a `.keras` file or `BackupAndRestore` keeps "
             "the optimizer's step), or leave it out.",
@@ -315,7 +320,7 @@ class AnnealedPruning(keras.callbacks.Callback):
             self._gather()
         # Logged as validated: the epoch's `val_*` metrics were measured with
         # these masks, before the update due at the next epoch's first step.
-        validated = self.sparsity, dict(self.layer_sparsity)
+        validated, validated_layers = self.sparsity, dict(self.layer_sparsity)
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             message = (
@@ -330,10 +335,10 @@ class AnnealedPruning(keras.callbacks.Callback):
         else:
             if self.budget is not None and not self._held:
                 self._check_budget(epoch, logs or {})
-            self._maybe_update(self._optimizer_step(), prune_only=True)
+            self._maybe_update(self._optimizer_step(), defer_unless_pruning=True)
         if logs is not None:
-            logs["sparsity"] = validated[0]
-            for name, value in validated[1].items():
+            logs["sparsity"] = validated
+            for name, value in validated_layers.items():
                 logs[f"sparsity/{name}"] = value
             if self.budget is not None:
                 logs["sparsity_held"] = float(self._held)
@@ -545,10 +550,10 @@ class AnnealedPruning(keras.callbacks.Callback):
             return complete
         return due
 
-    def _maybe_update(self, step, prune_only=False):
-        """The update due at `step`, if not made yet. With `prune_only` (at an
-        epoch's end, for the next epoch's first step), one that would only
-        regrow or redraw temporary removals waits for that step, so that a
+    def _maybe_update(self, step, defer_unless_pruning=False):
+        """The update due at `step`, if not made yet. With `defer_unless_pruning`
+        (at an epoch's end, for the next epoch's first step), one that would
+        only regrow or redraw temporary removals waits for that step, so that a
         checkpoint taken at the epoch's end holds the masks before it and a
         resumed `fit` makes it once, as the uninterrupted one does."""
         due = self._due_step(step)
@@ -558,7 +563,6 @@ class AnnealedPruning(keras.callbacks.Callback):
             if not all(layer.built for layer in self._layers):
                 return  # Built by the first step; the next update is due after it.
             self._gather()
-            self._warn_if_the_plan_began_before_this_fit()
         target = self.schedule(due, self._total_steps)
         if self.granularity == "unit":
             prune = target > self._unit_target
@@ -567,16 +571,17 @@ class AnnealedPruning(keras.callbacks.Callback):
             prune = self._unit_target == 0.0 and target >= 1.0 - n / m - 1e-12
         else:
             prune = masking.pruned_count(target, self._total) > self._pruned
-        if self.regrowth is not None and not prune and self._final_step is None:
+        if self.regrowth is not None and not prune and self._regrowth_start_step is None:
             if target >= self.schedule(self._total_steps, self._total_steps):
-                self._final_step = due  # A plan whose completion step is not known.
-        regrow = self.regrowth is not None and self._final_step is not None and (
-            self.regrowth.drop_fraction(due, self._final_step, self._total_steps) > 0
+                self._regrowth_start_step = due  # A plan whose completion step is not known.
+        regrow = self.regrowth is not None and self._regrowth_start_step is not None and (
+            self.regrowth.drop_fraction(due, self._regrowth_start_step, self._total_steps) > 0
         )
         noisy = self.temporary is not None and (
             self.temporary.active(due, self._total_steps) or self._temporary_in_masks
         )
-        if prune_only and not prune:
+        if defer_unless_pruning and not prune:
+            self._last_target = target  # Its count is reached: nothing to prune.
             return
         self._last_update_step, self._last_target = due, target
         if not (prune or regrow or noisy):
@@ -608,7 +613,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         regrown = []
         if regrow:
             permanent, regrown = self.regrowth.masks(
-                weights, permanent, self.criterion, due, self._final_step, self._total_steps,
+                weights, permanent, self.criterion, due, self._regrowth_start_step, self._total_steps,
                 gradients=self._regrowth_gradients(due),
             )
         written = permanent
@@ -724,6 +729,7 @@ class AnnealedPruning(keras.callbacks.Callback):
         )
         self._check_reachable()
         self._record(self._permanent)
+        self._warn_if_the_plan_began_before_this_fit()
 
     def _check_reachable(self):
         """Fails before any change if the final sparsity cannot be allocated."""

@@ -177,7 +177,7 @@ def _not_copyable(layer, reason):
     )
 
 
-_NOT_PRUNABLE_BY_DESIGN = (  # Per-channel scales, shifts and slopes, no connections.
+_NOT_PRUNABLE_BY_DESIGN = (  # Scales, shifts and slopes per element or channel: no connections.
     keras.layers.BatchNormalization,
     keras.layers.LayerNormalization,
     keras.layers.GroupNormalization,

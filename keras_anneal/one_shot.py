@@ -201,7 +201,8 @@ def _layer_sparsities(layers, sparsity):
     weights go: `floor(s * n)` or one more per layer (largest remainder),
     never fewer than the layer has pruned already."""
     masks = [np.asarray(layer.get_masks()[0]) for layer in layers]
-    tensors = [allocation_module.WeightTensor(layer.name, mask, mask, int(np.sum(mask == 0)), mask.size)
+    tensors = [allocation_module.WeightTensor(layer=layer.name, weight=mask, score=mask,
+                                              lowest=int(np.sum(mask == 0)), highest=mask.size)
                for layer, mask in zip(layers, masks)]
     n_pruned = max(masking.pruned_count(sparsity, sum(t.size for t in tensors)),
                    sum(t.lowest for t in tensors))
