@@ -21,8 +21,6 @@ from keras_anneal import search
 from keras_anneal.callbacks import AnnealedPruning
 from keras_anneal.budget import BudgetStop
 from keras_anneal.dropout_scaling import DropoutScaling
-from keras_anneal.callbacks import GeneticPruning
-from keras_anneal.callbacks import SimulatedAnnealingPruning
 from keras_anneal.compaction import compact
 from keras_anneal.datasets import load_mnist
 from keras_anneal.layers import SUPPORTED_LAYERS
@@ -37,6 +35,8 @@ from keras_anneal.models import strip
 from keras_anneal.one_shot import prune
 from keras_anneal.reversible import Regrowth
 from keras_anneal.reversible import TemporaryRemoval
+from keras_anneal.search_callbacks import GeneticPruning
+from keras_anneal.search_callbacks import SimulatedAnnealingPruning
 from keras_anneal.sensitivity import SensitivityScan
 from keras_anneal.sensitivity import sensitivity_scan
 
