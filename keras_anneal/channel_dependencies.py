@@ -7,7 +7,8 @@ pass the list on, a residual add (or any element-wise merge, `x + y` and a
 squeeze-and-excitation product included) makes the channels it adds one
 channel (a union-find over ids), a concatenation joins the lists, and
 Flatten keeps the list under the spatial positions. A Dense or Conv layer
-reads its input's channels and writes new ones. This is the dependency
+reads its input's channels and writes new ones; an Embedding writes new
+ones from token ids, reading none. This is the dependency
 graph of Torch-Pruning (Fang et al., "DepGraph: Towards Any Structural
 Pruning", CVPR 2023), restricted to the last axis.
 
@@ -108,11 +109,30 @@ def _unwrapped(layer):
 
 
 def is_producer(layer):
-    """Dense and (non-grouped, channels-last) convolutions: the layers `compact` narrows."""
+    """Dense and (non-grouped, channels-last) convolutions: the layers that
+    read channels and write units, which `compact` narrows on both sides."""
     return isinstance(layer, _PRODUCERS) and not isinstance(layer, _EXCLUDED_PRODUCERS) and (
         getattr(layer, "groups", 1) == 1
         and getattr(layer, "data_format", "channels_last") == "channels_last"
     )
+
+
+def is_source(layer):
+    """An Embedding (not quantized): it writes units (its output dimensions,
+    columns of `embeddings`) from token ids, and reads no channel."""
+    return isinstance(layer, keras.layers.Embedding) and getattr(layer, "quantization_mode", None) is None
+
+
+def writes_units(layer):
+    """The layers whose output units `compact` removes: producers and sources."""
+    return is_producer(layer) or is_source(layer)
+
+
+def _incoming(layer):
+    """Per output unit of a producer or source: has it a non-zero incoming weight?"""
+    layer = _unwrapped(layer)
+    kernel = ops.convert_to_numpy(layer.embeddings if is_source(layer) else layer.kernel)
+    return np.any(kernel.reshape(-1, kernel.shape[-1]) != 0, axis=0)
 
 
 def _mixes_units(layer):
@@ -156,6 +176,10 @@ def _elementwise(node):
     return all(isinstance(a, (keras.KerasTensor, int, float)) for a in arguments)
 
 
+# The size a zero probe gives the dimensions a model leaves unknown (a text
+# model's sequence length, a fully convolutional model's height and width).
+_PROBE_SIZE = 64
+
 Reader = collections.namedtuple("Reader", "layer tensor channels flat_shape")
 
 
@@ -177,7 +201,7 @@ class ChannelDependencies:
         self.tensors = {}  # id(tensor) -> channel ids of its last axis.
         self.flat = {}  # id(tensor) -> (shape before Flatten, channel ids).
         self.readers = []  # Reader: a Dense or Conv layer and the channels it reads.
-        self.producers = []  # (layer, channel ids it writes).
+        self.producers = []  # (layer, channel ids it writes): the readers' layers and Embeddings.
         self.sliced = []  # (per-channel layer with weights or a shape, channel ids).
         self.unfollowed = []  # Layers it does not know, used more than once, or nested models.
         nodes = [node for depth in sorted(graph._nodes_by_depth, reverse=True)
@@ -225,7 +249,10 @@ class ChannelDependencies:
 
     def _follow(self, node):
         """Records what `node` does to channels; False if it is not a layer it knows."""
-        layer, inputs, outputs = node.operation, node.input_tensors, node.output_tensors
+        layer, outputs = node.operation, node.output_tensors
+        # A Keras mask (`mask_zero=True` upstream) marks positions, not channels.
+        masks = {id(t) for t in keras.tree.flatten(node.arguments.kwargs.get("mask"))}
+        inputs = [tensor for tensor in node.input_tensors if id(tensor) not in masks]
         if len(outputs) != 1 or isinstance(layer, keras.Model) or not inputs:
             return False
         out, x = id(outputs[0]), inputs[0]
@@ -237,6 +264,9 @@ class ChannelDependencies:
             shape, ids = self.flat[id(x)] if flat[0] else (None, self._channels(x))
             self.readers.append(Reader(layer, x, ids, shape))
             self.tensors[out] = self._new(int(inner.kernel.shape[-1]), pinned=_mixes_units(inner))
+            self.producers.append((layer, self.tensors[out]))
+        elif len(inputs) == 1 and is_source(inner) and not flat[0]:
+            self.tensors[out] = self._new(int(inner.output_dim))
             self.producers.append((layer, self.tensors[out]))
         elif len(inputs) == 1 and isinstance(layer, keras.layers.Flatten):
             if flat[0]:
@@ -289,9 +319,7 @@ class ChannelDependencies:
         """
         no_input = set()
         for layer, ids in self.producers:
-            kernel = ops.convert_to_numpy(layer.kernel)
-            incoming = np.any(kernel.reshape(-1, kernel.shape[-1]) != 0, axis=0)
-            no_input.update(c for c, alive in zip(ids, incoming) if not alive)
+            no_input.update(c for c, alive in zip(ids, _incoming(layer)) if not alive)
         members = collections.defaultdict(set)
         for channel in range(len(self._parent)):
             members[self.find(channel)].add(channel)
@@ -327,14 +355,15 @@ class ChannelDependencies:
         """`(removable roots, read roots, probe values)`, reading only through
         the units whose roots are not in `removed`."""
         read = set()
-        for reader, (_, units) in zip(self.readers, self.producers):  # Appended together.
-            kept = np.array([self.find(c) not in removed for c in units])
+        units_of = {id(layer): units for layer, units in self.producers}  # Each used once.
+        for reader in self.readers:
+            kept = np.array([self.find(c) not in removed for c in units_of[id(reader.layer)]])
             read.update(self.find(reader.channels[j])
                         for j in np.flatnonzero(_outgoing(reader, kept)))
         candidates = {root for root in members if root not in pinned
                       and (root not in read or root in constant)}
         values = self._constant_inputs(candidates & read)
-        if values is None:  # No probe (inputs of unknown size): no constant is folded.
+        if values is None:  # The graph cannot run on a zero probe: no constant is folded.
             candidates -= read
             values = {}
         for index, reader in enumerate(self.readers):
@@ -352,17 +381,22 @@ class ChannelDependencies:
 
     def _constant_inputs(self, roots):
         """Per reader index that reads a constant channel in `roots`: its input
-        on an all-zero example (the constant channels do not depend on it);
-        None if an input has a dimension of unknown size."""
+        on an all-zero example (all ones for token ids; the constant channels
+        do not depend on it, nor on its size: a dimension of unknown size is
+        given `_PROBE_SIZE`); None if the graph cannot be run on it."""
         wanted = [index for index, reader in enumerate(self.readers)
                   if any(self.find(c) in roots for c in reader.channels)]
         if not wanted:
             return {}
-        if any(None in tuple(x.shape[1:]) for x in self.graph.inputs):
-            return None
         probe = keras.Model(self.graph.inputs, [self.readers[i].tensor for i in wanted])
-        zeros = [np.zeros((1,) + tuple(x.shape[1:]), dtype=x.dtype) for x in self.graph.inputs]
-        values = probe(zeros, training=False)
+        # Token ids are 1, not 0: 0 is padding where `mask_zero=True`, and
+        # pooling over positions that are all padding gives NaN.
+        examples = [np.full((1,) + tuple(_PROBE_SIZE if d is None else d for d in x.shape[1:]),
+                            int("int" in str(x.dtype)), dtype=x.dtype) for x in self.graph.inputs]
+        try:
+            values = probe(examples, training=False)
+        except Exception:  # Too small for its pooling, or a size the model checks.
+            return None
         values = values if isinstance(values, (list, tuple)) else [values]
         return {i: ops.convert_to_numpy(v).astype("float64") for i, v in zip(wanted, values)}
 

@@ -1,7 +1,8 @@
 """`compact`: delete dead units, so a pruned model is physically smaller.
 
-A unit (a Dense unit, a convolution filter) is dead when every weight into
-it is pruned, or every weight out of it. `compact` rebuilds the model
+A unit (a Dense unit, a convolution filter, an Embedding's output
+dimension) is dead when every weight into it is pruned, or every weight out
+of it. `compact` rebuilds the model
 without such units: the producing layer loses its output units, the layers
 in between (element-wise activations, Dropout, BatchNormalization, pooling,
 Flatten, channel-keeping Reshapes, residual adds, concatenations) lose the
@@ -30,6 +31,8 @@ from keras_anneal import masking
 from keras_anneal._cloning import clone_graph
 from keras_anneal.channel_dependencies import ChannelDependencies
 from keras_anneal.channel_dependencies import is_producer
+from keras_anneal.channel_dependencies import is_source
+from keras_anneal.channel_dependencies import writes_units
 from keras_anneal import optimizer_state
 from keras_anneal.layers import Masked
 from keras_anneal.models import unwrapped
@@ -106,12 +109,12 @@ def compact(model, carry_optimizer=False):
 
 
 def _warn_of_units_it_does_not_remove(model):
-    """Names the masked layers of one kernel, not Dense or a plain convolution
-    (an Embedding, a transposed or depthwise convolution), with dead units:
+    """Names the masked layers of one kernel, not Dense, a plain convolution
+    or an Embedding (a transposed or depthwise convolution), with dead units:
     `compact` keeps them, and their zeros, as they are."""
     left = {}
     for layer in model._flatten_layers():
-        if not isinstance(layer, Masked) or is_producer(layer.layer) or len(layer.masks) != 1:
+        if not isinstance(layer, Masked) or writes_units(layer.layer) or len(layer.masks) != 1:
             continue
         mask, axes = layer.get_masks()[0], layer.unit_axes[0]
         units = masking.unit_count(mask.shape, axes)
@@ -124,7 +127,8 @@ def _warn_of_units_it_does_not_remove(model):
             left[layer.name] = f"{dead} of {units} ({type(layer.layer).__name__})"
     if left:
         warnings.warn(
-            "compact removes the units of Dense layers and plain convolutions only: these "
+            "compact removes the units of Dense layers, plain convolutions and Embeddings "
+            "only: these "
             f"layers keep their dead units, as zeros: {left}",
             UserWarning,
             stacklevel=3,
@@ -136,7 +140,7 @@ def _warn_of_zeros_left(model, compacted):
     masked = {layer.layer.name for layer in model._flatten_layers() if isinstance(layer, Masked)}
     left = sum(int(np.sum(ops.convert_to_numpy(layer.weights[0]) == 0))
                for layer in compacted._flatten_layers()
-               if layer.name in masked and is_producer(layer))
+               if layer.name in masked and writes_units(layer))
     if left:
         warnings.warn(
             f"compact: {left} pruned weights inside kept units are plain zeros in the "
@@ -183,10 +187,10 @@ def _specs(dependencies):
 def _transform(layer, spec):
     """`(config, weights)` of `layer` after the slicing `spec` asks for."""
     config = layer.get_config()
-    if is_producer(layer) and spec.get("out") is not None:
-        config["units" if isinstance(layer, keras.layers.Dense) else "filters"] = int(
-            spec["out"].sum()
-        )
+    if writes_units(layer) and spec.get("out") is not None:
+        size = ("units" if isinstance(layer, keras.layers.Dense)
+                else "output_dim" if is_source(layer) else "filters")
+        config[size] = int(spec["out"].sum())
     elif isinstance(layer, keras.layers.Reshape) and "channels" in spec:
         config["target_shape"] = (*config["target_shape"][:-1], int(spec["channels"].sum()))
     values = [np.asarray(ops.convert_to_numpy(w)) for w in layer.weights]
@@ -200,7 +204,9 @@ def _sliced(layer, spec, values, fold=True):
     anything shaped like the weights (an optimizer's moments).
     """
     values = list(values)
-    if is_producer(layer) and spec:
+    if is_source(layer) and spec.get("out") is not None:
+        values[0] = values[0][:, spec["out"]]  # Embeddings: (tokens, output dimensions).
+    elif is_producer(layer) and spec:
         kernel = values[0]
         if "in" in spec:
             keep, flat_shape = spec["in"]

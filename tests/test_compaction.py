@@ -236,18 +236,88 @@ def test_unit_granularity_arguments_are_checked():
         keras_anneal.compact(3)
 
 
-def test_dead_units_of_an_embedding_are_kept_and_named():
+def test_dead_dimensions_of_an_embedding_go_with_the_inputs_that_read_them():
     keras.utils.set_random_seed(0)
     model = keras_anneal.prune_model(keras.Sequential([
         keras.Input((5,), dtype="int32"), keras.layers.Embedding(10, 6, name="embedding"),
         keras.layers.Conv1D(4, 2, name="conv"), keras.layers.GlobalAveragePooling1D(),
         keras.layers.Dense(2, name="out")]))
-    embedding = model.get_layer("masked_embedding")
     mask = np.ones((10, 6), "float32")
-    mask[:, :2] = 0.0  # Two dimensions no token uses.
-    embedding.set_masks([mask])
-    with pytest.warns(UserWarning, match=r"keep their dead units.*'masked_embedding': "
-                                         r"'2 of 6 \(Embedding\)'"):
+    mask[:, [1, 4]] = 0.0  # Two dimensions no token uses.
+    model.get_layer("masked_embedding").set_masks([mask])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # Nothing kept, nothing to say.
+        small = keras_anneal.compact(model)
+    embedding = small.get_layer("embedding")
+    assert (embedding.output_dim, embedding.embeddings.shape) == (4, (10, 4))
+    assert small.get_layer("conv").kernel.shape == (2, 4, 4)
+    tokens = np.random.default_rng(0).integers(0, 10, (4, 5)).astype("int32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(small(tokens)),
+                               keras.ops.convert_to_numpy(model(tokens)), rtol=1e-5, atol=1e-6)
+
+
+def test_an_embedding_of_unknown_length_and_mask_zero_is_compacted_through_pooling(tmp_path):
+    """A text classifier as Keras' examples write it: sequences of any length,
+    padding masked; the zero probe that checks the removed constants runs at
+    a length of its own."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((None,), dtype="int32")
+    x = keras.layers.Embedding(20, 8, mask_zero=True, name="embedding")(inputs)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    x = keras.layers.Dense(6, activation="relu", name="hidden")(x)
+    model = keras_anneal.prune_model(keras.Model(inputs, keras.layers.Dense(2, name="out")(x)))
+    mask = np.ones((20, 8), "float32")
+    mask[:, :3] = 0.0
+    model.get_layer("masked_embedding").set_masks([mask])
+    small = keras_anneal.compact(model)
+    assert small.get_layer("embedding").output_dim == 5
+    assert small.get_layer("hidden").kernel.shape == (5, 6)
+    tokens = np.array([[3, 7, 0, 0], [1, 2, 3, 4]], "int32")  # Padded with 0.
+    expected = keras.ops.convert_to_numpy(model(tokens))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(small(tokens)), expected,
+                               rtol=1e-5, atol=1e-6)
+    small.save(tmp_path / "small.keras")
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.saving.load_model(tmp_path / "small.keras")(tokens)),
+        expected, rtol=1e-5, atol=1e-6)
+
+
+def test_unit_annealing_of_a_text_model_compacts_its_embedding_and_trains_on_alike():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((6,), dtype="int32"), keras.layers.Embedding(30, 8, name="embedding"),
+        keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(6, activation="relu", name="hidden"),
+        keras.layers.Dense(2, name="out")]))
+    rng = np.random.default_rng(0)
+    tokens, y = rng.integers(0, 30, (32, 6)).astype("int32"), rng.normal(size=(32, 2)).astype("float32")
+    # Momentum, not Adam: on TensorFlow a plain Embedding's gradient is sparse,
+    # and Adam squares its rows before it sums repeated tokens, so Adam
+    # trains a plain Embedding (the compacted one) apart from a masked one.
+    model.compile(optimizer=keras.optimizers.SGD(0.1, momentum=0.9), loss="mse")
+    pruning = keras_anneal.AnnealedPruning(schedules.FSA(0.5, end_fraction=0.5), frequency=1,
+                                           granularity="unit")
+    model.fit(tokens, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[pruning])
+    embedding = model.get_layer("masked_embedding").get_masks()[0]
+    live = int(embedding.any(axis=0).sum())
+    assert live == 4  # Half of the 8 dimensions, whole columns.
+    small = keras_anneal.compact(model, carry_optimizer=True)
+    assert small.get_layer("embedding").embeddings.shape == (30, live)
+    assert small.get_layer("hidden").kernel.shape[0] == live
+    for each in (model, small):
+        each.fit(tokens, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+    np.testing.assert_allclose(small.predict(tokens, verbose=0), model.predict(tokens, verbose=0),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_dead_dimensions_of_an_embedding_that_an_lstm_reads_are_kept_and_named():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((5,), dtype="int32"), keras.layers.Embedding(10, 6, name="embedding"),
+        keras.layers.LSTM(3, name="lstm"), keras.layers.Dense(2, name="out")]))
+    mask = np.ones((10, 6), "float32")
+    mask[:, :2] = 0.0
+    model.get_layer("masked_embedding").set_masks([mask])
+    with pytest.warns(UserWarning, match=r"dead units of these layers were kept.*'embedding'"):
         small = keras_anneal.compact(model)
     assert small.get_layer("embedding").embeddings.shape == (10, 6)
     tokens = np.random.default_rng(0).integers(0, 10, (4, 5)).astype("int32")
