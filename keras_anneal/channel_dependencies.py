@@ -198,6 +198,7 @@ class ChannelDependencies:
         self.graph = graph
         self._parent = []
         self.pinned, self.at_output = set(), set()
+        self.opaque = set()  # Channels read by layers it does not follow.
         self.tensors = {}  # id(tensor) -> channel ids of its last axis.
         self.flat = {}  # id(tensor) -> (shape before Flatten, channel ids).
         self.readers = []  # Reader: a Dense or Conv layer and the channels it reads.
@@ -212,7 +213,7 @@ class ChannelDependencies:
                 continue
             if uses[id(node.operation)] > 1 or not self._follow(node):
                 for tensor in node.input_tensors:  # A layer it does not know: pinned.
-                    self._pin(tensor)
+                    self._pin(tensor, opaque=True)
                 if node.operation not in self.unfollowed:
                     self.unfollowed.append(node.operation)
         for tensor in graph.outputs:
@@ -241,11 +242,13 @@ class ChannelDependencies:
             self.tensors[id(tensor)] = self._new(int(tensor.shape[-1] or 0), pinned=True)
         return self.tensors[id(tensor)]
 
-    def _pin(self, tensor, output=False):
+    def _pin(self, tensor, output=False, opaque=False):
         ids = self.flat[id(tensor)][1] if id(tensor) in self.flat else self.tensors.get(id(tensor), [])
         self.pinned.update(ids)
         if output:
             self.at_output.update(ids)
+        if opaque:
+            self.opaque.update(ids)
 
     def _follow(self, node):
         """Records what `node` does to channels; False if it is not a layer it knows."""
@@ -341,10 +344,13 @@ class ChannelDependencies:
             index: _bias_change(reader, values[index], self.find, removed & read)
             for index, reader in enumerate(self.readers) if index in values
         }
+        # Dead: no incoming weight, or no weight out of it (a layer it does
+        # not follow, such as a softmax Activation, may read it).
         outputs = {self.find(c) for c in self.at_output}
+        opaque = {self.find(c) for c in self.opaque}
         kept_dead = [
             layer.name for layer, ids in self.producers
-            if any((c in no_input or self.find(c) not in read) and self.find(c) not in removed
+            if any((c in no_input or self.find(c) not in read | opaque) and self.find(c) not in removed
                    and self.find(c) not in outputs for c in ids)
         ]
         kept_dead += [name for operation in self.unfollowed for name in _with_dead_units(operation)

@@ -513,6 +513,22 @@ def test_layers_it_does_not_know_keep_the_units_they_read():
     same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 5)))
 
 
+def test_an_output_behind_a_softmax_activation_is_not_reported_as_dead():
+    """Keras' mixed-precision guide ends a model with a float32
+    `Activation("softmax")`: the output layer's units feed it, not a Dense
+    layer, and are not dead."""
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((6,)), keras.layers.Dense(8, activation="relu", name="a"),
+        keras.layers.Dense(4, name="logits"), keras.layers.Activation("softmax", dtype="float32")]))
+    set_dead(model.get_layer("masked_a"), [2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        compacted = keras_anneal.compact(model)
+    assert compacted.get_layer("a").units == 7
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 6)))
+
+
 def test_a_wrapper_it_does_not_know_keeps_what_it_reads():
     keras.utils.set_random_seed(0)
     model = keras_anneal.prune_model(keras.Sequential([
