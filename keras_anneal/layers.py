@@ -502,6 +502,7 @@ class Masked(keras.layers.Wrapper):
         self.build(config.get("input_shape"))
 
     def call(self, inputs, *args, training=None, **kwargs):
+        self.check_not_quantized()
         # `training` reaches the wrapped layer through Keras' call context.
         if not (training and self.drop_connect):
             return self._call_with(self._masks, inputs, *args, **kwargs)
@@ -517,6 +518,24 @@ class Masked(keras.layers.Wrapper):
                 noise.bernoulli_masks(self._masks, self.drop_connect, self._noise_seed),
                 rows, *args, **kwargs),
             inputs, self.drop_connect_groups)
+
+    def check_not_quantized(self):
+        """Raises if `model.quantize` reached the layers inside this one.
+
+        Keras quantizes the innermost layers of a model, those inside a
+        `Masked` layer too, and replaces their float kernels: the masks
+        then apply to nothing the layer uses. Quantize the stripped model.
+        """
+        quantized = {owner.name: owner.quantization_mode for owner, _ in self._slots
+                     if getattr(owner, "quantization_mode", None)}
+        if quantized:
+            raise ValueError(
+                f"The layers inside the Masked layer '{self.name}' were quantized "
+                f"({quantized}): masks apply to the float kernel, so a model with Masked "
+                "layers cannot be quantized. Quantize its stripped copy instead, made before "
+                "quantizing: `keras_anneal.strip(model).quantize(mode)`; the stripped "
+                "model keeps the pruned weights at zero."
+            )
 
     def _call_with(self, masks, inputs, *args, **kwargs):
         """The wrapped layer's call with its prunable weights times `masks`."""

@@ -559,6 +559,9 @@ def unwrapped(model, inplace=False):
             "wraps it whole, and strip what it returns."
         )
 
+    for layer in masked_layers(model):  # Before anything changes.
+        layer.check_not_quantized()
+
     def clone(layer):
         if not isinstance(layer, keras.layers.Layer):
             return layer
@@ -685,11 +688,23 @@ def sparsity_report(model):
     (0.5, 0.5)
     """
     masked = masked_layers(model)
+    for layer in masked:
+        layer.check_not_quantized()
     if masked:
         rows = [LayerSparsity(layer.name, *masking.count_pruned(layer.get_masks()))
                 for layer in masked]
     else:
         plain = list(_cloned_layers(model)) if is_graph_model(model) else [model]
+        quantized = {owner.name: owner.quantization_mode for layer in plain
+                     for owner, _ in prunable_variables(layer)
+                     if getattr(owner, "quantization_mode", None)}
+        if quantized:
+            raise ValueError(
+                f"sparsity_report reads float weights; these layers of '{model.name}' are "
+                f"quantized: {quantized}. Their codes are no weights (int4 packs two in a byte, "
+                "with a zero point that a pruned weight need not map to): report the model "
+                "before `quantize`."
+            )
         rows = []
         for layer in plain:
             weights = [keras.ops.convert_to_numpy(v) for _, v in prunable_variables(layer)]

@@ -349,3 +349,31 @@ def test_prune_model_warns_of_the_training_steps_a_subclassed_model_loses():
     with pytest.warns(UserWarning, match=r"granularity='unit'\) will remove nothing"):
         pruned.fit(np.ones((8, 3), "float32"), np.ones((8, 2), "float32"), epochs=1, verbose=0,
                    callbacks=[keras_anneal.AnnealedPruning(0.5, frequency=1, granularity="unit")])
+
+
+def test_a_masked_model_quantized_by_keras_is_refused_and_its_stripped_copy_quantizes():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3)]))
+    rng = np.random.default_rng(0)
+    for layer in keras_anneal.masked_layers(model):
+        layer.set_masks([(rng.random(m.shape) < 0.5).astype("float32") for m in layer.masks])
+    x = rng.normal(size=(4, 8)).astype("float32")
+    expected = keras.ops.convert_to_numpy(model(x))
+    stripped = keras_anneal.strip(model)
+    model.quantize("int8")  # Keras reaches the Dense layers inside the Masked ones.
+    for use in (model.predict, lambda _: keras_anneal.strip(model),
+                lambda _: keras_anneal.sparsity_report(model)):
+        with pytest.raises(ValueError, match=r"inside the Masked layer .*quantized.*"
+                                             r"\{'dense': 'int8'\}.*keras_anneal.strip\(model\)"):
+            use(x)
+    report = keras_anneal.sparsity_report(stripped)
+    stripped.quantize("int8")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(stripped(x)), expected, atol=0.05)
+    codes = keras.ops.convert_to_numpy(stripped.layers[0].kernel)  # int8, one scale per unit.
+    pruned = model.layers[0].get_masks()[0] == 0
+    assert codes.dtype == np.int8 and pruned.any() and np.all(codes[pruned] == 0)
+    with pytest.raises(ValueError, match=r"sparsity_report reads float weights.*quantized.*"
+                                         r"report the model before `quantize`"):
+        keras_anneal.sparsity_report(stripped)
+    assert 0.4 < report.sparsity < 0.6
