@@ -233,6 +233,16 @@ class AnnealedPruning(keras.callbacks.Callback):
                 f"'{self.model.name}'. Wrap its layers first: "
                 "`model = keras_anneal.prune_model(model)`."
             )
+        if getattr(self.model, "optimizer", None) is None:
+            raise ValueError(
+                "AnnealedPruning counts training steps on `model.optimizer.iterations`, "
+                f"and the model '{self.model.name}' has no optimizer: compile it "
+                "(`model.compile(optimizer=..., loss=...)`). In a training loop of your "
+                "own, train with that optimizer (`model.train_on_batch`, or "
+                "`model.optimizer.apply(gradients, model.trainable_variables)`)."
+            )
+        if self.params is None:  # A loop of the user's that did not call `set_params`.
+            self.params = {}
         steps, epochs = self.params.get("steps"), self.params.get("epochs")
         self._total_steps = steps * epochs if steps and epochs else None
         try:  # Fails now, not mid-training, on a bad end.
@@ -246,7 +256,9 @@ class AnnealedPruning(keras.callbacks.Callback):
                 "`fit` must know its length: pass `steps_per_epoch` (or data of known "
                 "length), or give a plan in step numbers, e.g. "
                 f"`schedules.FSA({self._sparsity_given!r}, mu=0, begin_step=1000, "
-                "end_step=4000)`. Received: steps_per_epoch=None"
+                "end_step=4000)`. In a training loop of your own, give the callback the "
+                "length: `keras.callbacks.CallbackList([pruning], model=model, "
+                "epochs=..., steps=...)`. Received: steps_per_epoch=None"
             ) from error
         self._completion_step = self.schedule.completion_step(self._total_steps)
         self._fit_begin_step = self._optimizer_step() if self._total_steps else 0
@@ -271,6 +283,8 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._last_update_step = None
         self._last_target = 0.0  # The schedule's target at the last update.
         self._epoch_begin_step = 0
+        self._epoch_batches = 0
+        self._stepless_warned = False
         self._first_epoch = None
         self._cut_by_initial_epoch = False
         self._regrowth_start_step = self._regrowth_start()
@@ -280,6 +294,7 @@ class AnnealedPruning(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_begin_step = self._optimizer_step()
+        self._epoch_batches = 0
         if self._first_epoch is None:
             self._first_epoch = epoch  # `initial_epoch`.
             self._warn_if_initial_epoch_cuts_the_plan()
@@ -312,11 +327,13 @@ class AnnealedPruning(keras.callbacks.Callback):
     def on_train_batch_begin(self, batch, logs=None):
         # Batch begin, not batch end: overriding `on_train_batch_end` would
         # turn off Keras' asynchronous dispatch of batch logs.
+        self._epoch_batches += 1
         self._maybe_update(self._epoch_begin_step + batch)
 
     def on_epoch_end(self, epoch, logs=None):
         if self._masks is None:
             self._gather()
+        self._warn_if_the_optimizer_did_not_step(epoch)
         # Logged as validated: the epoch's `val_*` metrics were measured with
         # these masks, before the update due at the next epoch's first step.
         validated, validated_layers = self.sparsity, dict(self.layer_sparsity)
@@ -341,6 +358,25 @@ class AnnealedPruning(keras.callbacks.Callback):
                 logs[f"sparsity/{name}"] = value
             if self.budget is not None:
                 logs["sparsity_held"] = float(self._held)
+
+    def _warn_if_the_optimizer_did_not_step(self, epoch):
+        """Says so, once, when batches ran but `model.optimizer` did not step:
+        a loop of the user's that trains with another optimizer."""
+        step = self._optimizer_step()
+        if self._stepless_warned or not self._epoch_batches or step != self._epoch_begin_step:
+            return
+        self._stepless_warned = True
+        warnings.warn(
+            f"AnnealedPruning: {self._epoch_batches} training batches ran in epoch "
+            f"{epoch + 1}, but `model.optimizer.iterations` stayed at {step}: the plan "
+            "counts the steps of the model's own optimizer, so it stays at this epoch's steps. Train "
+            "with `model.optimizer` (`model.train_on_batch`, or "
+            "`model.optimizer.apply(gradients, model.trainable_variables)`), not another "
+            "optimizer; a JAX loop of `stateless_call`s does not see the masks the "
+            "callback writes: use `fit` or `train_on_batch` there.",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def _check_budget(self, epoch, logs):
         """Holds the last masks within the budget once `monitor` leaves it.
@@ -426,7 +462,8 @@ class AnnealedPruning(keras.callbacks.Callback):
     def _warn_if_the_plan_ended_short(self):
         """Says so when `fit` stopped early (EarlyStopping, `stop_training`)
         before the plan reached its final sparsity."""
-        if self._held or self._last_update_step is None or not self._total_steps:
+        if (self._held or self._last_update_step is None or not self._total_steps
+                or self._stepless_warned):  # Said why at an epoch's end.
             return
         ran = self._optimizer_step() - self._fit_begin_step
         if ran >= self._total_steps or self._last_target >= self._final_sparsity - 1e-12:

@@ -455,3 +455,106 @@ def test_initial_epoch_on_a_fresh_model_is_named_when_the_plan_ends_short():
     assert len(said) == 1 and before_training[0] >= 1  # Once, before the first step.
     assert re.search(r"epochs=4 × 4 steps.*initial_epoch=2 with the optimizer at step 0, so it "
                      r"will end at sparsity 0.\d+, before the plan reached 0.8", said[0])
+
+
+def _loop_model():
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((6,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(2)]))
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    rng = np.random.default_rng(0)
+    return model, rng.normal(size=(32, 6)).astype("float32"), rng.normal(size=(32, 2)).astype("float32")
+
+
+def _train_by_hand(model, callbacks, x, y, epochs=3, steps=4, step=None):
+    """A training loop without `fit`, with its callbacks as Keras' guide runs them."""
+    step = step or (lambda xb, yb: model.train_on_batch(xb, yb))
+    callbacks.on_train_begin()
+    logs = {}
+    for epoch in range(epochs):
+        callbacks.on_epoch_begin(epoch)
+        for batch in range(steps):
+            callbacks.on_train_batch_begin(batch)
+            rows = slice(8 * batch, 8 * batch + 8)
+            logs = {"loss": float(step(x[rows], y[rows]))}
+            callbacks.on_train_batch_end(batch, logs)
+        callbacks.on_epoch_end(epoch, logs)
+    callbacks.on_train_end(logs)
+    return logs
+
+
+def test_a_training_loop_without_fit_anneals_through_a_callback_list():
+    model, x, y = _loop_model()
+    pruning = keras_anneal.AnnealedPruning(0.75, frequency=1)
+    callbacks = keras.callbacks.CallbackList([pruning], model=model, epochs=3, steps=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        _train_by_hand(model, callbacks, x, y)
+    assert keras_anneal.sparsity_report(model).sparsity == pytest.approx(0.75, abs=0.01)
+    assert pruning.sparsity == pytest.approx(0.75, abs=0.01)
+    assert int(model.optimizer.iterations) == 12
+
+
+def test_a_loop_that_steps_another_optimizer_is_told_the_plan_did_not_move():
+    model, x, y = _loop_model()
+    other = keras.optimizers.SGD(0.01)
+
+    def step(xb, yb):  # Gradients applied by an optimizer that is not the model's.
+        loss, grads = _loss_and_gradients(model, xb, yb)
+        other.apply(grads, model.trainable_variables)
+        return loss
+
+    callbacks = keras.callbacks.CallbackList(
+        [keras_anneal.AnnealedPruning(0.75, frequency=1)], model=model, epochs=3, steps=4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _train_by_hand(model, callbacks, x, y, step=step)
+    messages = [str(w.message) for w in caught if issubclass(w.category, UserWarning)
+                and "AnnealedPruning" in str(w.message)]
+    assert len(messages) == 1, messages  # Once, and not the EarlyStopping hint.
+    assert "4 training batches ran in epoch 1" in messages[0]
+    assert "`model.optimizer.iterations` stayed at 0" in messages[0]
+    assert keras_anneal.sparsity_report(model).sparsity < 0.2  # The first epoch's steps only.
+
+
+def _loss_and_gradients(model, x, y):
+    """One backend's gradient of the MSE, as a custom loop computes it."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean((model(x, training=True) - y) ** 2)
+        return loss, tape.gradient(loss, model.trainable_variables)
+    if backend == "torch":
+        model.zero_grad()
+        loss = keras.ops.mean((model(x, training=True) - keras.ops.convert_to_tensor(y)) ** 2)
+        loss.backward()
+        return loss.detach(), [v.value.grad for v in model.trainable_variables]
+    import jax
+
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def loss_of(values):
+        outputs, _ = model.stateless_call(values, non_trainable, x, training=True)
+        return jax.numpy.mean((outputs - y) ** 2)
+
+    return jax.value_and_grad(loss_of)([v.value for v in model.trainable_variables])
+
+
+def test_a_loop_of_ones_own_is_told_what_the_callback_needs():
+    model, x, y = _loop_model()
+    bare = keras_anneal.prune_model(keras.Sequential([keras.Input((6,)), keras.layers.Dense(2)]))
+    pruning = keras_anneal.AnnealedPruning(0.75)
+    pruning.set_model(bare)  # Never compiled.
+    with pytest.raises(ValueError, match=r"model.optimizer.iterations.*has no optimizer: compile it"):
+        pruning.on_train_begin()
+    pruning = keras_anneal.AnnealedPruning(0.75)
+    pruning.set_model(model)  # No `set_params`: the recommended plan has no length.
+    with pytest.raises(ValueError, match=r"CallbackList\(\[pruning\], model=model, epochs=\.\.\., "
+                                         r"steps=\.\.\.\)"):
+        pruning.on_train_begin()
+    # A plan in step numbers needs no length.
+    pruning = keras_anneal.AnnealedPruning(schedules.FSA(0.5, mu=0, begin_step=0, end_step=8),
+                                           frequency=1)
+    _train_by_hand(model, keras.callbacks.CallbackList([pruning], model=model), x, y)
+    assert keras_anneal.sparsity_report(model).sparsity == pytest.approx(0.5, abs=0.02)
