@@ -177,6 +177,15 @@ def variants():
     # beside it (the hybrid: it does not count for issue 14's goal (a), which
     # replaces the Dropout; it says what 90% costs a network that keeps it).
     table["lamp-s0.9-linear-late-with-dropout"] = {**table["lamp-s0.9-linear-late"], "dropout": True}
+    # Weight averaging: the optimizer keeps an exponential moving average of
+    # the weights (Keras' `use_ema`, momentum 0.99: about the last 100 steps)
+    # and training ends on it. Does averaging the sparse network's last steps
+    # buy what its Dropout bought the dense one? The published network with
+    # the same average beside it, so the average is not credited to pruning.
+    table["lamp-s0.9-linear-late-dropconnect0.3-ema"] = {
+        **table["lamp-s0.9-linear-late-dropconnect0.3"], "ema": 0.99,
+    }
+    table["published-ema"] = {**table["published"], "ema": 0.99}
     # The callback's default allocation; the budget, not 0.95, sets the sparsity.
     table["budget"] = {"dropout": True, "sparsity": 0.95, "max_drop": 0.001, "fine_tune": True}
     table["budget-steps"] = {**table["budget"], "staircase": True}
@@ -291,7 +300,8 @@ def run(network, config, seed, data, args):
         callbacks.insert(0, keras_anneal.AnnealedPruning(
             schedule, frequency=config.get("frequency", args.frequency),
             max_drop=config.get("max_drop"), **options))
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    optimizer = keras.optimizers.Adam(use_ema=True, ema_momentum=config["ema"]) if "ema" in config else "adam"
+    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(**fit, callbacks=callbacks)
     # Evaluated after `fit`: the masks the model ends with (a budget may have restored some).
     _, validation_accuracy = model.evaluate(x_val, y_val, batch_size=1024, verbose=0)
