@@ -108,9 +108,24 @@ def _unwrapped(layer):
     return layer.layer if isinstance(layer, Masked) else layer
 
 
+def kernel_layer(layer):
+    """The layer that holds the kernel: `layer`, the layer a `Masked` layer
+    holds, or the Dense layer or convolution a `TimeDistributed` applies at
+    every step (the same channels, under one more axis)."""
+    layer = _unwrapped(layer)
+    if isinstance(layer, keras.layers.TimeDistributed) and _plain_producer(layer.layer):
+        return layer.layer
+    return layer
+
+
 def is_producer(layer):
-    """Dense and (non-grouped, channels-last) convolutions: the layers that
-    read channels and write units, which `compact` narrows on both sides."""
+    """Dense and (non-grouped, channels-last) convolutions, also under
+    `TimeDistributed`: the layers that read channels and write units, which
+    `compact` narrows on both sides."""
+    return _plain_producer(kernel_layer(layer))
+
+
+def _plain_producer(layer):
     return isinstance(layer, _PRODUCERS) and not isinstance(layer, _EXCLUDED_PRODUCERS) and (
         getattr(layer, "groups", 1) == 1
         and getattr(layer, "data_format", "channels_last") == "channels_last"
@@ -130,7 +145,7 @@ def writes_units(layer):
 
 def _incoming(layer):
     """Per output unit of a producer or source: has it a non-zero incoming weight?"""
-    layer = _unwrapped(layer)
+    layer = kernel_layer(layer)
     kernel = ops.convert_to_numpy(layer.embeddings if is_source(layer) else layer.kernel)
     return np.any(kernel.reshape(-1, kernel.shape[-1]) != 0, axis=0)
 
@@ -148,6 +163,13 @@ def _acts_per_channel(layer, rank):
     if isinstance(layer, keras.layers.BatchNormalization):
         return layer.axis in (-1, rank - 1)
     return getattr(layer, "data_format", "channels_last") == "channels_last"
+
+
+def _steps_per_channel(layer, rank):
+    """A `TimeDistributed` layer that applies, with no weights, a layer that
+    acts per channel (pooling, an activation) at every step."""
+    return (isinstance(layer, keras.layers.TimeDistributed) and not layer.weights
+            and _acts_per_channel(layer.layer, rank - 1))
 
 
 def _broadcast_channels(tensors):
@@ -260,9 +282,9 @@ class ChannelDependencies:
             return False
         out, x = id(outputs[0]), inputs[0]
         flat = [id(tensor) in self.flat for tensor in inputs]
-        inner = _unwrapped(layer)  # Channels are followed through `Masked` layers too.
+        inner = kernel_layer(layer)  # Followed through `Masked` and `TimeDistributed` too.
         if len(inputs) == 1 and is_producer(inner):
-            if flat[0] and not isinstance(inner, keras.layers.Dense):
+            if flat[0] and not isinstance(_unwrapped(layer), keras.layers.Dense):
                 return False
             shape, ids = self.flat[id(x)] if flat[0] else (None, self._channels(x))
             self.readers.append(Reader(layer, x, ids, shape))
@@ -278,7 +300,8 @@ class ChannelDependencies:
                 self.flat[out] = (tuple(x.shape[1:]), self._channels(x))
             else:
                 return False
-        elif len(inputs) == 1 and (_acts_per_channel(layer, len(x.shape)) or _elementwise(node)):
+        elif len(inputs) == 1 and (_acts_per_channel(layer, len(x.shape)) or _elementwise(node)
+                                   or _steps_per_channel(layer, len(x.shape))):
             if flat[0]:
                 if not isinstance(layer, _IDENTITY_AT_INFERENCE):
                     return False
@@ -410,7 +433,7 @@ class ChannelDependencies:
 def _outgoing(reader, kept_units=None):
     """Per channel the reader reads: does any of its weights (into
     `kept_units`, a boolean array over its units, or all) use it?"""
-    kernel = ops.convert_to_numpy(reader.layer.kernel)
+    kernel = ops.convert_to_numpy(kernel_layer(reader.layer).kernel)
     if kept_units is not None:
         kernel = kernel[..., kept_units]
     count = len(reader.channels)
@@ -425,6 +448,7 @@ def _unfoldable(reader, value, find, roots):
     """Roots in `roots` whose constant this reader cannot fold into its bias."""
     rows = value.reshape(-1, len(reader.channels))  # One row per position.
     used = _outgoing(reader)
+    layer = kernel_layer(reader.layer)
     bad = set()
     for j, channel in enumerate(reader.channels):
         root = find(channel)
@@ -437,15 +461,15 @@ def _unfoldable(reader, value, find, roots):
             continue
         uniform = np.allclose(rows[:, j], rows[0, j], rtol=1e-6, atol=1e-7)
         foldable = reader.flat_shape is not None or (uniform and (
-            isinstance(reader.layer, keras.layers.Dense) or reader.layer.padding == "valid"))
-        if not foldable or not reader.layer.use_bias:
+            isinstance(layer, keras.layers.Dense) or layer.padding == "valid"))
+        if not foldable or not layer.use_bias:
             bad.add(root)
     return bad
 
 
 def _bias_change(reader, value, find, roots):
     """What the removed constant channels added to the reader's outputs."""
-    kernel = ops.convert_to_numpy(reader.layer.kernel).astype("float64")
+    kernel = ops.convert_to_numpy(kernel_layer(reader.layer).kernel).astype("float64")
     gone = np.array([find(c) in roots for c in reader.channels])
     rows = value.reshape(-1, len(reader.channels))
     if reader.flat_shape is not None:

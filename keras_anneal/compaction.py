@@ -31,6 +31,7 @@ from keras_anneal import masking
 from keras_anneal._cloning import clone_graph
 from keras_anneal.channel_dependencies import ChannelDependencies
 from keras_anneal.channel_dependencies import is_producer
+from keras_anneal.channel_dependencies import kernel_layer
 from keras_anneal.channel_dependencies import is_source
 from keras_anneal.channel_dependencies import writes_units
 from keras_anneal import optimizer_state
@@ -127,8 +128,8 @@ def _warn_of_units_it_does_not_remove(model):
             left[layer.name] = f"{dead} of {units} ({type(layer.layer).__name__})"
     if left:
         warnings.warn(
-            "compact removes the units of Dense layers, plain convolutions and Embeddings "
-            "only: these "
+            "compact removes the units of Dense layers, plain convolutions (also under "
+            "TimeDistributed) and Embeddings only: these "
             f"layers keep their dead units, as zeros: {left}",
             UserWarning,
             stacklevel=3,
@@ -188,9 +189,14 @@ def _transform(layer, spec):
     """`(config, weights)` of `layer` after the slicing `spec` asks for."""
     config = layer.get_config()
     if writes_units(layer) and spec.get("out") is not None:
-        size = ("units" if isinstance(layer, keras.layers.Dense)
+        size = ("units" if isinstance(kernel_layer(layer), keras.layers.Dense)
                 else "output_dim" if is_source(layer) else "filters")
-        config[size] = int(spec["out"].sum())
+        if kernel_layer(layer) is layer:
+            config[size] = int(spec["out"].sum())
+        else:  # `TimeDistributed`: its layer's.
+            config["layer"]["config"][size] = int(spec["out"].sum())
+    if kernel_layer(layer) is not layer and isinstance(config.get("layer"), dict):
+        config["layer"].pop("build_config", None)  # Built anew, on the narrower input.
     elif isinstance(layer, keras.layers.Reshape) and "channels" in spec:
         config["target_shape"] = (*config["target_shape"][:-1], int(spec["channels"].sum()))
     values = [np.asarray(ops.convert_to_numpy(w)) for w in layer.weights]
@@ -218,7 +224,7 @@ def _sliced(layer, spec, values, fold=True):
         if out_keep is not None:
             kernel = kernel[..., out_keep]
         values[0] = kernel
-        if layer.use_bias:
+        if kernel_layer(layer).use_bias:
             bias = values[1] + spec.get("fold", 0.0) if fold else values[1]
             values[1] = (bias[out_keep] if out_keep is not None else bias).astype(values[1].dtype)
     elif "channels" in spec:

@@ -532,19 +532,46 @@ def test_an_output_behind_a_softmax_activation_is_not_reported_as_dead():
 def test_a_wrapper_it_does_not_know_keeps_what_it_reads():
     keras.utils.set_random_seed(0)
     model = keras_anneal.prune_model(keras.Sequential([
-        keras.Input((5, 6)), keras.layers.Dense(8, activation="relu", name="a"),
-        keras.layers.TimeDistributed(keras.layers.Dense(4), name="per_step"),
+        keras.Input((5, 4, 6)), keras.layers.Dense(8, activation="relu", name="a"),
+        keras.layers.TimeDistributed(keras.layers.Conv1DTranspose(4, 2), name="per_step"),
+        keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling1D()),
         keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2, name="out")]))
     set_dead(model.get_layer("masked_a"), [0])
     with pytest.warns(UserWarning, match=r"kept.*'a'"):
         compacted = keras_anneal.compact(model)
     assert compacted.get_layer("a").units == 8
-    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 5, 6)))
+    x = np.random.default_rng(0).normal(size=(8, 5, 4, 6))
+    same_outputs(model, compacted, x)
     # The wrapped layer's own dead units stay too, and the warning names the wrapper.
-    set_dead(model.get_layer("masked_per_step"), [1])
+    set_dead(model.get_layer("masked_per_step"), [1], axis=-2)  # Kernel (2, out, in).
     with pytest.warns(UserWarning, match=r"kept.*'per_step'"):
         compacted = keras_anneal.compact(model)
-    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 5, 6)))
+    same_outputs(model, compacted, x)
+
+
+def test_time_distributed_dense_and_convolution_lose_their_dead_units():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((3, 6, 6, 2)),
+        keras.layers.TimeDistributed(keras.layers.Conv2D(6, 3, activation="relu"), name="conv"),
+        keras.layers.TimeDistributed(keras.layers.GlobalAveragePooling2D(), name="pool"),
+        keras.layers.TimeDistributed(keras.layers.Dense(8, activation="relu"), name="step"),
+        keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2, name="out")]))
+    set_dead(model.get_layer("masked_conv"), [1, 4])
+    set_dead(model.get_layer("masked_step"), [0, 5, 6])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        only_inputs = keras_anneal.compact(  # `step` makes the outputs: it keeps its 8 units.
+            keras.Sequential([keras.Input((3, 6, 6, 2)), *model.layers[:3]]))
+    assert tuple(only_inputs.get_layer("step").layer.kernel.shape) == (4, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        compacted = keras_anneal.compact(model)
+    conv, step = compacted.get_layer("conv"), compacted.get_layer("step")
+    assert (conv.layer.filters, tuple(conv.layer.kernel.shape)) == (4, (3, 3, 2, 4))
+    assert (step.layer.units, tuple(step.layer.kernel.shape)) == (5, (4, 5))
+    assert tuple(compacted.get_layer("out").kernel.shape) == (5, 2)
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 3, 6, 6, 2)))
 
 
 def test_a_layer_with_every_unit_dead_keeps_one():
