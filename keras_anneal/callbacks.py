@@ -743,6 +743,8 @@ class AnnealedPruning(keras.callbacks.Callback):
         self._unit_biases = [bias for layer in self._layers for bias in layer.unit_biases]
         producing = channel_dependencies.output_producers(self.model)
         self._outputs = [id(layer) in producing for layer in self._layers for _ in layer.masks]
+        if self.granularity == "unit" and not all(self._outputs):
+            _warn_of_units_compact_keeps(self._layers, producing)
         if self.granularity == "unit" and all(self._outputs):
             warnings.warn(
                 "AnnealedPruning(granularity='unit') will remove nothing: every masked "
@@ -807,6 +809,25 @@ def _warn_of_layers_without_units(layers, granularity):
         UserWarning,
         stacklevel=3,
     )
+
+
+def _warn_of_units_compact_keeps(layers, producing):
+    """Names the hidden layers whose whole units go to zeros that `compact`
+    keeps (depthwise and separable convolutions, recurrent layers, attention,
+    layers of one's own): pruned alike, but no smaller."""
+    skipped = set(layers_without_units(layers))  # Warned of apart.
+    kept = {layer.name: type(layer.layer).__name__ for layer in layers
+            if id(layer) not in producing and layer.name not in skipped
+            and not channel_dependencies.writes_units(layer.layer)}
+    if kept:
+        warnings.warn(
+            "AnnealedPruning(granularity='unit') prunes whole units of these layers, but "
+            "`compact` does not delete them (it narrows Dense layers, plain convolutions, "
+            f"both also under TimeDistributed, and Embeddings): {kept}. Their units become "
+            "zeros, with no speedup.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def _warn_of_tensors_without_blocks(names, masks, n_of_m):

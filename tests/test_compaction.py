@@ -421,6 +421,26 @@ def test_transposed_convolutions_keep_every_filter_connected_but_lose_no_filter(
     assert transposed.any(axis=(0, 1, 3)).all()  # Every filter keeps a weight.
 
 
+def test_unit_annealing_names_the_hidden_layers_whose_units_compact_keeps():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((8, 8, 2)), keras.layers.Conv2D(4, 3, name="conv"),
+        keras.layers.DepthwiseConv2D(3, name="depthwise"), keras.layers.Reshape((4, 16)),
+        keras.layers.TimeDistributed(keras.layers.Dense(6), name="per_row"),
+        keras.layers.LSTM(3, name="lstm"), keras.layers.Dense(2, name="out")]))
+    model.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(16, 8, 8, 2)).astype("float32"), rng.normal(size=(16, 2)).astype("float32")
+    pruning = keras_anneal.AnnealedPruning(schedules.FSA(0.5, end_fraction=0.5), frequency=1,
+                                           granularity="unit")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[pruning])
+    said = [str(w.message) for w in caught if "does not delete them" in str(w.message)]
+    assert len(said) == 1  # Once, naming those it keeps, not conv, per_row or out.
+    assert ("{'masked_depthwise': 'DepthwiseConv2D', 'masked_lstm': 'LSTM'}") in said[0]
+
+
 def test_nested_sequential_models_are_opened_and_compacted():
     keras.utils.set_random_seed(0)
     inner = keras.Sequential([keras.Input((8,)), keras.layers.Dense(6, activation="relu", name="b")],
