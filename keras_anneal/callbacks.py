@@ -239,7 +239,8 @@ class AnnealedPruning(keras.callbacks.Callback):
                 f"and the model '{self.model.name}' has no optimizer: compile it "
                 "(`model.compile(optimizer=..., loss=...)`). In a training loop of your "
                 "own, train with that optimizer (`model.train_on_batch`, or "
-                "`model.optimizer.apply(gradients, model.trainable_variables)`)."
+                "`model.optimizer.apply(gradients, model.trainable_variables)`). "
+                "Received: model.optimizer=None"
             )
         if self.params is None:  # A loop of the user's that did not call `set_params`.
             self.params = {}
@@ -363,7 +364,9 @@ class AnnealedPruning(keras.callbacks.Callback):
         """Says so, once, when batches ran but `model.optimizer` did not step:
         a loop of the user's that trains with another optimizer."""
         step = self._optimizer_step()
-        if self._stepless_warned or not self._epoch_batches or step != self._epoch_begin_step:
+        # Two batches at least: under `fit` on TensorFlow, the batch that finds
+        # the data exhausted begins but does not step.
+        if self._stepless_warned or self._epoch_batches < 2 or step != self._epoch_begin_step:
             return
         self._stepless_warned = True
         warnings.warn(
@@ -372,7 +375,8 @@ class AnnealedPruning(keras.callbacks.Callback):
             "counts the steps of the model's own optimizer, so it stays at this epoch's steps. Train "
             "with `model.optimizer` (`model.train_on_batch`, or "
             "`model.optimizer.apply(gradients, model.trainable_variables)`), not another "
-            "optimizer; a JAX loop of `stateless_call`s does not see the masks the "
+            "optimizer (a LossScaleOptimizer also skips the steps whose gradients are not "
+            "finite); a JAX loop of `stateless_call`s does not see the masks the "
             "callback writes: use `fit` or `train_on_batch` there.",
             UserWarning,
             stacklevel=2,
@@ -519,7 +523,14 @@ class AnnealedPruning(keras.callbacks.Callback):
         )
 
     def _optimizer_step(self):
-        return int(ops.convert_to_numpy(self.model.optimizer.iterations))
+        """The plan's clock: the optimizer's step counter, in batches. With
+        gradient accumulation `iterations` counts updates, one per
+        `gradient_accumulation_steps` batches; `_iterations` counts batches,
+        as `fit`'s steps do (Keras has no public name for it)."""
+        optimizer = self.model.optimizer
+        accumulating = getattr(optimizer, "gradient_accumulation_steps", None)
+        counter = optimizer._iterations if accumulating else optimizer.iterations
+        return int(ops.convert_to_numpy(counter))
 
     def _warn_on_a_plan_this_fit_cannot_follow(self):
         """Says so when this `fit` is too short for the plan to do its work."""
@@ -823,8 +834,8 @@ def _warn_of_units_compact_keeps(layers, producing):
         warnings.warn(
             "AnnealedPruning(granularity='unit') prunes whole units of these layers, but "
             "`compact` does not delete them (it narrows Dense layers, plain convolutions, "
-            f"both also under TimeDistributed, and Embeddings): {kept}. Their units become "
-            "zeros, with no speedup.",
+            f"both also under TimeDistributed, and Embeddings): {kept}. Their units, and "
+            "those of the layers that feed them, become zeros, with no speedup.",
             UserWarning,
             stacklevel=4,
         )

@@ -7,17 +7,19 @@ pass the list on, a residual add (or any element-wise merge, `x + y` and a
 squeeze-and-excitation product included) makes the channels it adds one
 channel (a union-find over ids), a concatenation joins the lists, and
 Flatten keeps the list under the spatial positions. A Dense or Conv layer
-reads its input's channels and writes new ones; an Embedding writes new
-ones from token ids, reading none. This is the dependency
-graph of Torch-Pruning (Fang et al., "DepGraph: Towards Any Structural
-Pruning", CVPR 2023), restricted to the last axis.
+(also under `TimeDistributed`) reads its input's channels and writes new
+ones; an Embedding writes new ones from token ids, reading none. A Keras
+mask (`mask_zero=True`) marks positions, not channels: it is passed over.
+This is the dependency graph of Torch-Pruning (Fang et al., "DepGraph:
+Towards Any Structural Pruning", CVPR 2023), restricted to the last axis.
 
 A channel (with every channel it is one with) can go when no layer reads
 it with a non-zero weight, or when every layer that writes it has no
 incoming weight for it: it is then an input-independent constant, which is
 folded into the bias of each reader where that is exact: a Dense reader of
 a flattened tensor, a Dense reader or a `valid` convolution of a spatially
-uniform constant, or a constant 0. Model
+uniform constant, or a constant 0 (the constants are read off one example,
+all zeros or token ids 1, whose unknown dimensions are `_PROBE_SIZE`). Model
 inputs and outputs, layers used more than once, nested models and layers
 this module does not know pin their channels: those stay.
 """
@@ -126,7 +128,7 @@ def is_producer(layer):
 
 
 def _plain_producer(layer):
-    return isinstance(layer, _PRODUCERS) and not isinstance(layer, _EXCLUDED_PRODUCERS) and (
+    return getattr(layer, "quantization_mode", None) is None and isinstance(layer, _PRODUCERS) and not isinstance(layer, _EXCLUDED_PRODUCERS) and (
         getattr(layer, "groups", 1) == 1
         and getattr(layer, "data_format", "channels_last") == "channels_last"
     )
@@ -163,6 +165,26 @@ def _acts_per_channel(layer, rank):
     if isinstance(layer, keras.layers.BatchNormalization):
         return layer.axis in (-1, rank - 1)
     return getattr(layer, "data_format", "channels_last") == "channels_last"
+
+
+def _rows_used(operation, tensor):
+    """Per channel of `tensor`, may `operation` (a layer it does not follow)
+    use it? Judged from its weights whose rows are those channels (axis 0:
+    an LSTM's or a Dense layer's kernel, attention's; the second-to-last: a
+    convolution's): a channel with only zero rows is unused. Where none has
+    such rows (a weightless op, a softmax), every channel may be."""
+    count = tensor.shape[-1]
+    weights = operation.weights if isinstance(operation, keras.layers.Layer) else []
+    used, judged = np.zeros(count or 0, bool), False
+    for weight in weights:
+        shape = tuple(weight.shape)
+        if count is None or len(shape) < 2 or count not in (shape[0], shape[-2]):
+            continue
+        values = ops.convert_to_numpy(weight)
+        rows = np.moveaxis(values, 0 if shape[0] == count else -2, 0).reshape(count, -1)
+        used |= np.any(rows != 0, axis=1)
+        judged = True
+    return used if judged else np.ones(count or 0, bool)
 
 
 def _steps_per_channel(layer, rank):
@@ -235,7 +257,7 @@ class ChannelDependencies:
                 continue
             if uses[id(node.operation)] > 1 or not self._follow(node):
                 for tensor in node.input_tensors:  # A layer it does not know: pinned.
-                    self._pin(tensor, opaque=True)
+                    self._pin(tensor, used=_rows_used(node.operation, tensor))
                 if node.operation not in self.unfollowed:
                     self.unfollowed.append(node.operation)
         for tensor in graph.outputs:
@@ -264,13 +286,17 @@ class ChannelDependencies:
             self.tensors[id(tensor)] = self._new(int(tensor.shape[-1] or 0), pinned=True)
         return self.tensors[id(tensor)]
 
-    def _pin(self, tensor, output=False, opaque=False):
+    def _pin(self, tensor, output=False, used=None):
+        """Pins the channels of `tensor`; `used` (one bool per channel, or
+        None for none) says which of them a layer it does not follow reads."""
         ids = self.flat[id(tensor)][1] if id(tensor) in self.flat else self.tensors.get(id(tensor), [])
         self.pinned.update(ids)
         if output:
             self.at_output.update(ids)
-        if opaque:
-            self.opaque.update(ids)
+        if used is not None and id(tensor) in self.flat:
+            self.opaque.update(ids)  # Rows of positions × channels: all may be read.
+        elif used is not None:
+            self.opaque.update(c for c, read in zip(ids, used) if read)
 
     def _follow(self, node):
         """Records what `node` does to channels; False if it is not a layer it knows."""
@@ -291,6 +317,7 @@ class ChannelDependencies:
             self.tensors[out] = self._new(int(inner.kernel.shape[-1]), pinned=_mixes_units(inner))
             self.producers.append((layer, self.tensors[out]))
         elif len(inputs) == 1 and is_source(inner) and not flat[0]:
+            self._pin(x)  # Token ids: not channels to narrow.
             self.tensors[out] = self._new(int(inner.output_dim))
             self.producers.append((layer, self.tensors[out]))
         elif len(inputs) == 1 and isinstance(layer, keras.layers.Flatten):
@@ -338,10 +365,12 @@ class ChannelDependencies:
         `removed`: the channel roots (see `find`) that go. `constants`: per
         reader index, the bias change that replaces the removed constant
         channels it read. `kept_dead`: names of producers with a dead unit
-        that stays (pinned by a layer it does not know, or a constant it
-        cannot fold), and layers it does not follow (transposed, depthwise
-        or grouped convolutions, shared layers, nested models) that have
-        one; the model's own outputs are not listed.
+        that stays (one with no incoming weight, or none out of it into the
+        layers that read it, pinned by a layer it does not know or a
+        constant it cannot fold), and layers it does not follow
+        (transposed, depthwise or grouped convolutions, shared layers,
+        nested models) that have one; the model's own outputs are not
+        listed.
         """
         no_input = set()
         for layer, ids in self.producers:
@@ -368,7 +397,7 @@ class ChannelDependencies:
             for index, reader in enumerate(self.readers) if index in values
         }
         # Dead: no incoming weight, or no weight out of it (a layer it does
-        # not follow, such as a softmax Activation, may read it).
+        # not follow, such as a softmax Activation, may read it: `_rows_used`).
         outputs = {self.find(c) for c in self.at_output}
         opaque = {self.find(c) for c in self.opaque}
         kept_dead = [
@@ -420,11 +449,12 @@ class ChannelDependencies:
         probe = keras.Model(self.graph.inputs, [self.readers[i].tensor for i in wanted])
         # Token ids are 1, not 0: 0 is padding where `mask_zero=True`, and
         # pooling over positions that are all padding gives NaN.
-        examples = [np.full((1,) + tuple(_PROBE_SIZE if d is None else d for d in x.shape[1:]),
-                            int("int" in str(x.dtype)), dtype=x.dtype) for x in self.graph.inputs]
         try:
+            examples = [np.full((1,) + tuple(_PROBE_SIZE if d is None else d for d in x.shape[1:]),
+                                int("int" in str(x.dtype)), dtype=x.dtype)
+                        for x in self.graph.inputs]
             values = probe(examples, training=False)
-        except Exception:  # Too small for its pooling, or a size the model checks.
+        except Exception:  # Strings in, too small for its pooling, or a size the model checks.
             return None
         values = values if isinstance(values, (list, tuple)) else [values]
         return {i: ops.convert_to_numpy(v).astype("float64") for i, v in zip(wanted, values)}

@@ -1,11 +1,12 @@
 """`compact`: delete dead units, so a pruned model is physically smaller.
 
-A unit (a Dense unit, a convolution filter, an Embedding's output
-dimension) is dead when every weight into it is pruned, or every weight out
-of it. `compact` rebuilds the model
-without such units: the producing layer loses its output units, the layers
-in between (element-wise activations, Dropout, BatchNormalization, pooling,
-Flatten, channel-keeping Reshapes, residual adds, concatenations) lose the
+A unit (a Dense unit, a convolution filter, both also under
+`TimeDistributed`, an Embedding's output dimension) is dead when every
+weight into it is pruned, or every weight out of it. `compact` rebuilds the
+model without such units: the producing layer loses its output units, the
+layers in between (element-wise activations, Dropout, BatchNormalization,
+pooling, also under `TimeDistributed`, Flatten, channel-keeping Reshapes,
+residual adds, concatenations) lose the
 channels, and each consuming layer loses the matching inputs. Channels that a residual add or any element-wise
 merge couples go only when they are dead on every branch
 (`keras_anneal.channel_dependencies`). A unit with no inputs but a bias
@@ -31,8 +32,8 @@ from keras_anneal import masking
 from keras_anneal._cloning import clone_graph
 from keras_anneal.channel_dependencies import ChannelDependencies
 from keras_anneal.channel_dependencies import is_producer
-from keras_anneal.channel_dependencies import kernel_layer
 from keras_anneal.channel_dependencies import is_source
+from keras_anneal.channel_dependencies import kernel_layer
 from keras_anneal.channel_dependencies import writes_units
 from keras_anneal import optimizer_state
 from keras_anneal.layers import Masked
@@ -188,15 +189,13 @@ def _specs(dependencies):
 def _transform(layer, spec):
     """`(config, weights)` of `layer` after the slicing `spec` asks for."""
     config = layer.get_config()
+    wrapped = kernel_layer(layer) is not layer  # A `TimeDistributed` Dense or convolution.
+    if wrapped:
+        config["layer"].pop("build_config", None)  # Built anew, on the narrower input.
     if writes_units(layer) and spec.get("out") is not None:
         size = ("units" if isinstance(kernel_layer(layer), keras.layers.Dense)
                 else "output_dim" if is_source(layer) else "filters")
-        if kernel_layer(layer) is layer:
-            config[size] = int(spec["out"].sum())
-        else:  # `TimeDistributed`: its layer's.
-            config["layer"]["config"][size] = int(spec["out"].sum())
-    if kernel_layer(layer) is not layer and isinstance(config.get("layer"), dict):
-        config["layer"].pop("build_config", None)  # Built anew, on the narrower input.
+        (config["layer"]["config"] if wrapped else config)[size] = int(spec["out"].sum())
     elif isinstance(layer, keras.layers.Reshape) and "channels" in spec:
         config["target_shape"] = (*config["target_shape"][:-1], int(spec["channels"].sum()))
     values = [np.asarray(ops.convert_to_numpy(w)) for w in layer.weights]

@@ -533,8 +533,9 @@ class Masked(keras.layers.Wrapper):
                 f"The layers inside the Masked layer '{self.name}' were quantized "
                 f"({quantized}): masks apply to the float kernel, so a model with Masked "
                 "layers cannot be quantized. Quantize its stripped copy instead, made before "
-                "quantizing: `keras_anneal.strip(model).quantize(mode)`; the stripped "
-                "model keeps the pruned weights at zero."
+                "quantizing: `stripped = keras_anneal.strip(model)`, then "
+                "`stripped.quantize(mode)` (in place); the stripped model keeps the pruned "
+                "weights at zero."
             )
 
     def _call_with(self, masks, inputs, *args, **kwargs):

@@ -558,3 +558,14 @@ def test_a_loop_of_ones_own_is_told_what_the_callback_needs():
                                            frequency=1)
     _train_by_hand(model, keras.callbacks.CallbackList([pruning], model=model), x, y)
     assert keras_anneal.sparsity_report(model).sparsity == pytest.approx(0.5, abs=0.02)
+
+
+def test_gradient_accumulation_anneals_on_batches_as_fit_counts_them():
+    model, x, y = _loop_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.01, gradient_accumulation_steps=2), loss="mse")
+    pruning = keras_anneal.AnnealedPruning(0.75, frequency=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # Neither a stepless epoch nor a short plan.
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=[pruning])
+    assert int(model.optimizer.iterations) == 6  # Updates: one per two batches.
+    assert pruning.sparsity == pytest.approx(0.75, abs=0.01)

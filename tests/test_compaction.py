@@ -256,6 +256,22 @@ def test_dead_dimensions_of_an_embedding_go_with_the_inputs_that_read_them():
                                keras.ops.convert_to_numpy(model(tokens)), rtol=1e-5, atol=1e-6)
 
 
+def test_dead_dimensions_of_an_embedding_go_through_flatten():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((4,), dtype="int32"), keras.layers.Embedding(10, 5, name="embedding"),
+        keras.layers.Flatten(), keras.layers.Dense(3, name="out")]))
+    mask = np.ones((10, 5), "float32")
+    mask[:, [0, 3]] = 0.0
+    model.get_layer("masked_embedding").set_masks([mask])
+    small = keras_anneal.compact(model)
+    assert small.get_layer("embedding").output_dim == 3
+    assert small.get_layer("out").kernel.shape == (12, 3)  # 4 positions × 3 dimensions.
+    tokens = np.random.default_rng(0).integers(0, 10, (6, 4)).astype("int32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(small(tokens)),
+                               keras.ops.convert_to_numpy(model(tokens)), rtol=1e-5, atol=1e-6)
+
+
 def test_an_embedding_of_unknown_length_and_mask_zero_is_compacted_through_pooling(tmp_path):
     """A text classifier as Keras' examples write it: sequences of any length,
     padding masked; the zero probe that checks the removed constants runs at
@@ -437,8 +453,9 @@ def test_unit_annealing_names_the_hidden_layers_whose_units_compact_keeps():
         warnings.simplefilter("always")
         model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[pruning])
     said = [str(w.message) for w in caught if "does not delete them" in str(w.message)]
-    assert len(said) == 1  # Once, naming those it keeps, not conv, per_row or out.
-    assert ("{'masked_depthwise': 'DepthwiseConv2D', 'masked_lstm': 'LSTM'}") in said[0]
+    assert len(said) == 1  # Once, naming those it does not narrow, not conv, per_row or out.
+    assert ("{'masked_depthwise': 'DepthwiseConv2D', 'masked_lstm': 'LSTM'}. Their units, and "
+            "those of the layers that feed them") in said[0]
 
 
 def test_nested_sequential_models_are_opened_and_compacted():
@@ -549,6 +566,25 @@ def test_an_output_behind_a_softmax_activation_is_not_reported_as_dead():
     same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 6)))
 
 
+def test_a_unit_whose_rows_in_an_lstm_kernel_are_all_zero_is_reported_as_kept():
+    keras.utils.set_random_seed(0)
+    model = keras_anneal.prune_model(keras.Sequential([
+        keras.Input((5, 4)), keras.layers.Dense(6, activation="relu", name="a"),
+        keras.layers.LSTM(3, name="lstm"), keras.layers.Dense(2, name="out")]))
+    lstm = model.get_layer("masked_lstm")
+    masks = lstm.get_masks()
+    masks[0][2, :] = 0  # The input kernel's row of a's unit 2: the LSTM never reads it.
+    lstm.set_masks(masks)
+    with pytest.warns(UserWarning, match=r"kept.*'a'"):
+        compacted = keras_anneal.compact(model)
+    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 5, 4)))
+    masks[0][2, :] = 1  # Read again: nothing is dead, nothing to say.
+    lstm.set_masks(masks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        keras_anneal.compact(model)
+
+
 def test_a_wrapper_it_does_not_know_keeps_what_it_reads():
     keras.utils.set_random_seed(0)
     model = keras_anneal.prune_model(keras.Sequential([
@@ -569,7 +605,7 @@ def test_a_wrapper_it_does_not_know_keeps_what_it_reads():
     same_outputs(model, compacted, x)
 
 
-def test_time_distributed_dense_and_convolution_lose_their_dead_units():
+def test_time_distributed_dense_and_convolution_lose_their_dead_units(tmp_path):
     keras.utils.set_random_seed(0)
     model = keras_anneal.prune_model(keras.Sequential([
         keras.Input((3, 6, 6, 2)),
@@ -591,7 +627,10 @@ def test_time_distributed_dense_and_convolution_lose_their_dead_units():
     assert (conv.layer.filters, tuple(conv.layer.kernel.shape)) == (4, (3, 3, 2, 4))
     assert (step.layer.units, tuple(step.layer.kernel.shape)) == (5, (4, 5))
     assert tuple(compacted.get_layer("out").kernel.shape) == (5, 2)
-    same_outputs(model, compacted, np.random.default_rng(0).normal(size=(8, 3, 6, 6, 2)))
+    x = np.random.default_rng(0).normal(size=(8, 3, 6, 6, 2))
+    same_outputs(model, compacted, x)
+    compacted.save(tmp_path / "small.keras")  # Its layers build anew from their configs.
+    same_outputs(model, keras.saving.load_model(tmp_path / "small.keras"), x)
 
 
 def test_a_layer_with_every_unit_dead_keeps_one():
