@@ -166,3 +166,32 @@ def check_targets(x, y):
             "and metrics are computed on (or pass a dataset of `(x, y)` batches as "
             f"`x`). Received: x of type {type(x).__name__}, y=None"
         )
+
+
+def check_calibration_inputs(name, x):
+    """Array inputs (one array, or a list or dict of them) hold at least one
+    sample, all finite: masks are never chosen from NaN. Datasets and
+    generators are read later, batch by batch, and pass as they are.
+
+    >>> check_calibration_inputs("x", np.zeros((0, 3)))
+    Traceback (most recent call last):
+    ...
+    ValueError: Argument `x` must hold at least one calibration sample. Received: 0 samples
+    """
+    if is_batch_iterable(x):
+        return
+    leaves = list(x.values()) if isinstance(x, dict) else list(x) if isinstance(
+        x, (list, tuple)) else [x]
+    for leaf in leaves:
+        values = np.asarray(leaf)
+        if values.ndim and not len(values):
+            raise ValueError(
+                f"Argument `{name}` must hold at least one calibration sample. "
+                "Received: 0 samples"
+            )
+        if np.issubdtype(values.dtype, np.floating) and not np.all(np.isfinite(values)):
+            raise ValueError(
+                f"Argument `{name}` must hold finite values: masks are never chosen from "
+                f"NaN or inf. Received: {name} with {int(np.sum(~np.isfinite(values)))} "
+                "non-finite values"
+            )

@@ -193,6 +193,17 @@ class AnnealedPruning(keras.callbacks.Callback):
             self.budget = budget_module.AccuracyBudget(monitor, max_drop, reference, mode)
         else:  # Checked even unused, so that a typo fails here.
             budget_module.AccuracyBudget(monitor, 0.0, reference, mode)
+            given = {name: value for name, value, default in (
+                ("monitor", monitor, "val_accuracy"), ("reference", reference, None),
+                ("mode", mode, "auto")) if value != default}
+            if given:
+                raise ValueError(
+                    "Arguments `monitor`, `reference` and `mode` describe the accuracy "
+                    "budget, which `max_drop` turns on (the largest drop accepted, e.g. "
+                    "`max_drop=0.001`); without it they would do nothing. Received: "
+                    + ", ".join(f"{name}={value!r}" for name, value in given.items())
+                    + ", max_drop=None"
+                )
         self.criterion = criteria.get(criterion)
         if self.criterion.needs_data:
             raise ValueError(

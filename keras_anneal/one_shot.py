@@ -152,6 +152,7 @@ def _prune_with_data(model, layers, criterion, sparsity, allocation, data, batch
             f"Argument `data` is required by criterion {criterion!r}: calibration inputs "
             "(a validation split) to compute each layer's inputs. Received: data=None"
         )
+    _validation.check_calibration_inputs("data", data)
     if type(allocation) is not allocation_module.Uniform:
         raise ValueError(
             f"Argument `allocation` must be 'uniform' (scope 'layer') for criterion "

@@ -159,6 +159,7 @@ def sensitivity_scan(
     batch_size = _validation.check_step("batch_size", batch_size, positive=True)
     keep_units_connected = _validation.check_bool("keep_units_connected", keep_units_connected)
     _validation.check_targets(x, y)
+    _validation.check_calibration_inputs("x", x)
     layers = masked_layers(model)
     if not layers:
         raise ValueError(

@@ -139,11 +139,16 @@ CASES = [
     ("search-layers", lambda m: (m.compile(loss="mse"), keras_anneal.search.simulated_annealing(m, np.ones((4, 6)), np.ones((4, 2)), layers=["nope"], verbose=0)), ValueError, "layers", "'nope'"),
     ("search-no-targets", lambda m: (m.compile(loss="mse"), keras_anneal.search.simulated_annealing(m, np.ones((4, 6)), verbose=0)), ValueError, "y", "y=None"),
     ("scan-no-targets", lambda m: (m.compile(loss="mse"), keras_anneal.sensitivity_scan(m, np.ones((4, 6)))), ValueError, "y", "y=None"),
+    ("budget-without-max-drop", lambda m: keras_anneal.AnnealedPruning(0.9, reference=0.98), ValueError, "max_drop", "reference=0.98, max_drop=None"),
+    ("search-nan-inputs", lambda m: (m.compile(loss="mse"), keras_anneal.search.simulated_annealing(m, np.full((4, 6), np.nan, "float32"), np.ones((4, 2)), verbose=0)), ValueError, "x", "x with 24 non-finite values"),
+    ("scan-nan-inputs", lambda m: (m.compile(loss="mse"), keras_anneal.sensitivity_scan(m, np.full((4, 6), np.inf, "float32"), np.ones((4, 2)))), ValueError, "x", "x with 24 non-finite values"),
+    ("scan-empty", lambda m: (m.compile(loss="mse"), keras_anneal.sensitivity_scan(m, np.ones((0, 6)), np.ones((0, 2)))), ValueError, "x", "0 samples"),
+    ("one-shot-empty-data", lambda m: keras_anneal.prune(m, "obs", sparsity=0.5, data=np.ones((0, 6), "float32")), ValueError, "data", "0 samples"),
 ]
 
 
-def test_the_79_kinds_of_bad_input_the_readme_counts():
-    assert len({case[0] for case in CASES}) >= 79
+def test_the_84_kinds_of_bad_input_the_readme_counts():
+    assert len({case[0] for case in CASES}) >= 84
 
 
 @pytest.mark.parametrize("call, error, argument, received", [case[1:] for case in CASES],
@@ -202,9 +207,9 @@ def test_a_search_refuses_a_nan_baseline_and_leaves_the_masks():
     model = pruned_mlp()
     model.compile(loss="mse")
     masks = [layer.get_masks() for layer in keras_anneal.masked_layers(model)]
-    x = np.full((4, 6), np.nan, "float32")
+    y = np.full((4, 2), np.nan, "float32")  # Finite inputs (those are checked apart).
     with pytest.raises(FloatingPointError, match=re.escape("calibration loss=nan")):
-        keras_anneal.search.simulated_annealing(model, x, np.ones((4, 2)), verbose=0)
+        keras_anneal.search.simulated_annealing(model, np.ones((4, 6)), y, verbose=0)
     for layer, old in zip(keras_anneal.masked_layers(model), masks):
         for a, b in zip(old, layer.get_masks()):
             np.testing.assert_array_equal(a, b)

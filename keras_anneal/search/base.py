@@ -136,6 +136,7 @@ def calibration_batches(x, y=None, sample_weight=None, batch_size=None):
             raw.append((batch + (None, None))[:3])
     else:
         _validation.check_targets(x, y)
+        _validation.check_calibration_inputs("x", x)
         count = _num_samples(x)
         step = batch_size or max(count, 1)
         raw = [
