@@ -361,6 +361,7 @@ def test_a_masked_model_quantized_by_keras_is_refused_and_its_stripped_copy_quan
     x = rng.normal(size=(4, 8)).astype("float32")
     expected = keras.ops.convert_to_numpy(model(x))
     stripped = keras_anneal.strip(model)
+    pruned = model.layers[0].get_masks()[0] == 0
     model.quantize("int8")  # Keras reaches the Dense layers inside the Masked ones.
     for use in (model.predict, lambda _: keras_anneal.strip(model),
                 lambda _: keras_anneal.sparsity_report(model)):
@@ -371,7 +372,6 @@ def test_a_masked_model_quantized_by_keras_is_refused_and_its_stripped_copy_quan
     stripped.quantize("int8")
     np.testing.assert_allclose(keras.ops.convert_to_numpy(stripped(x)), expected, atol=0.05)
     codes = keras.ops.convert_to_numpy(stripped.layers[0].kernel)  # int8, one scale per unit.
-    pruned = model.layers[0].get_masks()[0] == 0
     assert codes.dtype == np.int8 and pruned.any() and np.all(codes[pruned] == 0)
     with pytest.raises(ValueError, match=r"sparsity_report reads float weights.*quantized.*"
                                          r"report the model before `quantize`"):
