@@ -166,6 +166,22 @@ def check_targets(x, y):
             "and metrics are computed on (or pass a dataset of `(x, y)` batches as "
             f"`x`). Received: x of type {type(x).__name__}, y=None"
         )
+    counts = {_sample_count(x), _sample_count(y)} - {None}
+    if y is not None and len(counts) > 1:
+        raise ValueError(
+            "Arguments `x` and `y` must hold as many samples. Received: "
+            f"{_sample_count(x)} inputs and {_sample_count(y)} targets"
+        )
+
+
+def _sample_count(data):
+    """The first axis of an array (or of the first array of a list or dict); None otherwise."""
+    if isinstance(data, dict):
+        data = next(iter(data.values()), None)
+    elif isinstance(data, (list, tuple)):
+        data = data[0] if data else None
+    shape = getattr(data, "shape", None)
+    return int(shape[0]) if shape is not None and len(shape) and shape[0] is not None else None
 
 
 def check_calibration_inputs(name, x):

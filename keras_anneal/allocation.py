@@ -46,7 +46,6 @@ LAMP [46, 9]
 """
 
 import dataclasses
-import numbers
 
 import keras
 import numpy as np
@@ -685,7 +684,7 @@ def get(identifier):
             allocation = keras.saving.deserialize_keras_object(identifier)
             if isinstance(allocation, Allocation):
                 return allocation
-        elif all(value is None or isinstance(value, numbers.Real) for value in identifier.values()):
+        else:  # Each sparsity checked there, by its layer's name.
             return PerLayer(identifier)
     elif callable(identifier):
         return _FromCallable(identifier)
