@@ -20,6 +20,12 @@ def set_dead(layer, units, axis=-1):
     layer.set_masks([mask])
 
 
+def same_on_tokens(model, compacted, tokens):
+    """Outputs equal on token ids, called directly (no `predict` batching)."""
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(compacted(tokens)),
+                               keras.ops.convert_to_numpy(model(tokens)), rtol=1e-5, atol=1e-6)
+
+
 def same_outputs(model, compacted, x):
     np.testing.assert_allclose(model.predict(x, verbose=0), compacted.predict(x, verbose=0),
                                atol=1e-5, rtol=1e-5)
@@ -252,8 +258,7 @@ def test_dead_dimensions_of_an_embedding_go_with_the_inputs_that_read_them():
     assert (embedding.output_dim, embedding.embeddings.shape) == (4, (10, 4))
     assert small.get_layer("conv").kernel.shape == (2, 4, 4)
     tokens = np.random.default_rng(0).integers(0, 10, (4, 5)).astype("int32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(small(tokens)),
-                               keras.ops.convert_to_numpy(model(tokens)), rtol=1e-5, atol=1e-6)
+    same_on_tokens(model, small, tokens)
 
 
 def test_dead_dimensions_of_an_embedding_go_through_flatten():
@@ -268,8 +273,7 @@ def test_dead_dimensions_of_an_embedding_go_through_flatten():
     assert small.get_layer("embedding").output_dim == 3
     assert small.get_layer("out").kernel.shape == (12, 3)  # 4 positions × 3 dimensions.
     tokens = np.random.default_rng(0).integers(0, 10, (6, 4)).astype("int32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(small(tokens)),
-                               keras.ops.convert_to_numpy(model(tokens)), rtol=1e-5, atol=1e-6)
+    same_on_tokens(model, small, tokens)
 
 
 def test_an_embedding_of_unknown_length_and_mask_zero_is_compacted_through_pooling(tmp_path):
@@ -337,8 +341,7 @@ def test_dead_dimensions_of_an_embedding_that_an_lstm_reads_are_kept_and_named()
         small = keras_anneal.compact(model)
     assert small.get_layer("embedding").embeddings.shape == (10, 6)
     tokens = np.random.default_rng(0).integers(0, 10, (4, 5)).astype("int32")
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(small(tokens)),
-                               keras.ops.convert_to_numpy(model(tokens)), rtol=1e-5, atol=1e-6)
+    same_on_tokens(model, small, tokens)
 
 
 def test_two_of_four_keeps_two_weights_in_every_block_of_four_inputs():
