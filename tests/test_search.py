@@ -486,3 +486,12 @@ def test_unit_anchors_take_each_connected_units_largest_kept_weight():
         conv, np.ones_like(conv, dtype=bool), keras_anneal.masking.UNITS_BEFORE_LAST)
     assert transposed.sum(axis=(0, 1, 3)).tolist() == [1, 1, 1]
     assert transposed[1, 1, :, 1].all()  # The largest values, 19, 21 and 23, are there.
+
+
+def test_a_cost_that_returns_nan_is_rejected_counted_and_named():
+    model = trained_model()
+    before = keras_anneal.sparsity_report(model).pruned
+    with pytest.warns(RuntimeWarning, match=r"`cost` returned NaN for \d+ candidate masks"):
+        search.simulated_annealing(model, *calibration(), cost=lambda evaluation: math.nan,
+                                   iterations=5, seed=0, verbose=0)
+    assert keras_anneal.sparsity_report(model).pruned == before  # No NaN-cost mask kept.

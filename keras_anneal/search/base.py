@@ -299,6 +299,7 @@ class SearchState:
         self.baseline_loss = math.nan
         self.max_loss = math.inf
         self.non_finite = 0  # Candidates whose loss was NaN or inf.
+        self.nan_costs = 0  # Candidates the `cost` function gave NaN.
 
     def evaluate(self, changes=None):
         """Sets `changes` (unit -> mask) and scores the model with them.
@@ -325,7 +326,11 @@ class SearchState:
             # never accepted, never kept.
             self.non_finite += 1
             return evaluation, math.inf
-        return evaluation, float(self.cost(evaluation))
+        cost = float(self.cost(evaluation))
+        if math.isnan(cost):  # The `cost` function's own NaN: rejected alike, and counted.
+            self.nan_costs += 1
+            return evaluation, math.inf
+        return evaluation, cost
 
     def commit(self, changes):
         for unit, mask in changes.items():
@@ -475,6 +480,13 @@ class MaskSearch:
                 warnings.warn(
                     f"{state.non_finite} candidate masks gave a NaN or infinite loss on the "
                     "calibration data; they were rejected.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+            if state.nan_costs:
+                warnings.warn(
+                    f"The search's `cost` returned NaN for {state.nan_costs} candidate masks "
+                    "(of finite loss); they were rejected. Check the `cost` function.",
                     RuntimeWarning,
                     stacklevel=2,
                 )
