@@ -155,6 +155,11 @@ def sensitivity_scan(
             f"Received: sparsities={sparsities!r}"
         )
     sparsities = [_validation.check_sparsity("sparsities", s) for s in sparsities]
+    if len(set(sparsities)) != len(sparsities):
+        raise ValueError(
+            "Argument `sparsities` must not repeat a sparsity (each is one column of the "
+            f"scan). Received: sparsities={sparsities!r}"
+        )
     mode = _validation.check_choice("mode", mode, ("auto", "min", "max"))
     batch_size = _validation.check_step("batch_size", batch_size, positive=True)
     keep_units_connected = _validation.check_bool("keep_units_connected", keep_units_connected)

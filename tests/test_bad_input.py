@@ -145,12 +145,13 @@ CASES = [
     ("scan-empty", lambda m: (m.compile(loss="mse"), keras_anneal.sensitivity_scan(m, np.ones((0, 6)), np.ones((0, 2)))), ValueError, "x", "0 samples"),
     ("search-lengths", lambda m: (m.compile(loss="mse"), keras_anneal.search.simulated_annealing(m, np.ones((4, 6)), np.ones((3, 2)), verbose=0)), ValueError, "x", "4 inputs and 3 targets"),
     ("allocation-dict-value", lambda m: keras_anneal.AnnealedPruning(0.9, allocation={"masked_hidden": "x"}), TypeError, "allocation['masked_hidden']", "allocation['masked_hidden']='x'"),
+    ("scan-repeated-sparsity", lambda m: (m.compile(loss="mse"), keras_anneal.sensitivity_scan(m, np.ones((4, 6)), np.ones((4, 2)), sparsities=(0.5, 0.5))), ValueError, "sparsities", "sparsities=[0.5, 0.5]"),
     ("one-shot-empty-data", lambda m: keras_anneal.prune(m, "obs", sparsity=0.5, data=np.ones((0, 6), "float32")), ValueError, "data", "0 samples"),
 ]
 
 
-def test_the_86_kinds_of_bad_input_the_readme_counts():
-    assert len({case[0] for case in CASES}) >= 86
+def test_the_87_kinds_of_bad_input_the_readme_counts():
+    assert len({case[0] for case in CASES}) >= 87
 
 
 @pytest.mark.parametrize("call, error, argument, received", [case[1:] for case in CASES],
