@@ -275,13 +275,15 @@ def report(path):
                         if len(m["points"]) > 1}, reverse=True)
     lines = [f"LeNet-300-100 + L2, dense test accuracy {100 * results['dense_test_accuracy']:.2f}% "
              f"(trained in {results['dense_seconds']:.0f} s). Test accuracy (%) by kept fraction:",
-             "", "| method | " + " | ".join(f"{f:g}" for f in fractions) + " | wall time (s) |",
-             "|---|" + "---:|" * (len(fractions) + 1)]
+             "", "| method | " + " | ".join([f"{f:g}" for f in fractions] or ["result"])
+             + " | wall time (s) |",
+             "|---|" + "---:|" * (max(len(fractions), 1) + 1)]
     for name, method in methods.items():
         by_fraction = {p["target_kept"]: p for p in method["points"]}
         if len(method["points"]) == 1:
             point = method["points"][0]
-            cells = [f"{100 * point['test_accuracy']:.2f} at kept {point['kept']:.3f}"] + [""] * (len(fractions) - 1)
+            cells = ([f"{100 * point['test_accuracy']:.2f} at kept {point['kept']:.3f}"]
+                     + [""] * (len(fractions) - 1))
         else:
             cells = [f"{100 * by_fraction[f]['test_accuracy']:.2f}" if f in by_fraction else ""
                      for f in fractions]

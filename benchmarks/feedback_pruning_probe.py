@@ -45,11 +45,11 @@ def patch(end_fraction):
 
     update = callbacks.AnnealedPruning._maybe_update
 
-    def reselecting(self, step):
+    def reselecting(self, step, defer_unless_pruning=False):
         if self._masks is not None and self._due_step(step) < end_fraction * self._total_steps:
             self._pruned = -1  # An update is due: select again, from every weight.
             self._permanent = [np.ones_like(m) for m in self._permanent]
-        update(self, step)
+        update(self, step, defer_unless_pruning=defer_unless_pruning)
 
     layers.Masked._call_with = straight_through
     callbacks.AnnealedPruning._maybe_update = reselecting

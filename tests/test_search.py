@@ -495,3 +495,6 @@ def test_a_cost_that_returns_nan_is_rejected_counted_and_named():
         search.simulated_annealing(model, *calibration(), cost=lambda evaluation: math.nan,
                                    iterations=5, seed=0, verbose=0)
     assert keras_anneal.sparsity_report(model).pruned == before  # No NaN-cost mask kept.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # The default cost: nothing to say.
+        search.simulated_annealing(model, *calibration(), iterations=5, seed=0, verbose=0)

@@ -473,6 +473,7 @@ class MaskSearch:
                     f"training?). Received: calibration loss={baseline.loss}"
                 )
             state.baseline_loss = baseline.loss
+            state.nan_costs = 0  # Scored before the baseline it is measured against existed.
             baseline = dataclasses.replace(baseline, baseline_loss=baseline.loss)
             self._search(state, units)
             seconds = time.perf_counter() - start
