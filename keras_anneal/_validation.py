@@ -8,6 +8,7 @@ value, naming the argument and the value received, in the Keras style:
 import math
 import numbers
 
+import keras
 import numpy as np
 
 
@@ -175,12 +176,9 @@ def check_targets(x, y):
 
 
 def _sample_count(data):
-    """The first axis of an array (or of the first array of a list or dict); None otherwise."""
-    if isinstance(data, dict):
-        data = next(iter(data.values()), None)
-    elif isinstance(data, (list, tuple)):
-        data = data[0] if data else None
-    shape = getattr(data, "shape", None)
+    """The first axis of an array (or of the first array of a structure); None otherwise."""
+    leaves = keras.tree.flatten(data) if data is not None else []
+    shape = getattr(leaves[0], "shape", None) if leaves else None
     return int(shape[0]) if shape is not None and len(shape) and shape[0] is not None else None
 
 
@@ -196,9 +194,7 @@ def check_calibration_inputs(name, x):
     """
     if is_batch_iterable(x):
         return
-    leaves = list(x.values()) if isinstance(x, dict) else list(x) if isinstance(
-        x, (list, tuple)) else [x]
-    for leaf in leaves:
+    for leaf in keras.tree.flatten(x):
         values = np.asarray(leaf)
         if values.ndim and not len(values):
             raise ValueError(

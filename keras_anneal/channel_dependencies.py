@@ -32,6 +32,7 @@ from keras import ops
 
 from keras_anneal.layers import Masked
 from keras_anneal.layers import is_prunable
+from keras_anneal.layers import quantized_modes
 
 _PRODUCERS = (keras.layers.Dense, keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 _EXCLUDED_PRODUCERS = (
@@ -128,8 +129,10 @@ def is_producer(layer):
 
 
 def _plain_producer(layer):
-    return getattr(layer, "quantization_mode", None) is None and isinstance(layer, _PRODUCERS) and not isinstance(layer, _EXCLUDED_PRODUCERS) and (
-        getattr(layer, "groups", 1) == 1
+    return (
+        isinstance(layer, _PRODUCERS) and not isinstance(layer, _EXCLUDED_PRODUCERS)
+        and not quantized_modes([layer])
+        and getattr(layer, "groups", 1) == 1
         and getattr(layer, "data_format", "channels_last") == "channels_last"
     )
 
@@ -137,7 +140,7 @@ def _plain_producer(layer):
 def is_source(layer):
     """An Embedding (not quantized): it writes units (its output dimensions,
     columns of `embeddings`) from token ids, and reads no channel."""
-    return isinstance(layer, keras.layers.Embedding) and getattr(layer, "quantization_mode", None) is None
+    return isinstance(layer, keras.layers.Embedding) and not quantized_modes([layer])
 
 
 def writes_units(layer):

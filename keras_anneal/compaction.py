@@ -189,11 +189,12 @@ def _specs(dependencies):
 def _transform(layer, spec):
     """`(config, weights)` of `layer` after the slicing `spec` asks for."""
     config = layer.get_config()
-    wrapped = kernel_layer(layer) is not layer  # A `TimeDistributed` Dense or convolution.
+    core = kernel_layer(layer)
+    wrapped = core is not layer  # A `TimeDistributed` Dense or convolution.
     if wrapped:
         config["layer"].pop("build_config", None)  # Built anew, on the narrower input.
     if writes_units(layer) and spec.get("out") is not None:
-        size = ("units" if isinstance(kernel_layer(layer), keras.layers.Dense)
+        size = ("units" if isinstance(core, keras.layers.Dense)
                 else "output_dim" if is_source(layer) else "filters")
         (config["layer"]["config"] if wrapped else config)[size] = int(spec["out"].sum())
     elif isinstance(layer, keras.layers.Reshape) and "channels" in spec:

@@ -128,6 +128,12 @@ def _own_prunable_names(layer):
     return None
 
 
+def quantized_modes(layers):
+    """`{name: quantization mode}` of the layers `model.quantize` reached."""
+    return {layer.name: layer.quantization_mode for layer in layers
+            if getattr(layer, "quantization_mode", None)}
+
+
 def _own_prunable_variables(layer):
     """The prunable variables `layer` holds itself, or None if it is not a leaf."""
     if callable(getattr(layer, "get_prunable_weights", None)):
@@ -526,8 +532,7 @@ class Masked(keras.layers.Wrapper):
         `Masked` layer too, and replaces their float kernels: the masks
         then apply to nothing the layer uses. Quantize the stripped model.
         """
-        quantized = {owner.name: owner.quantization_mode for owner, _ in self._slots
-                     if getattr(owner, "quantization_mode", None)}
+        quantized = quantized_modes(owner for owner, _ in self._slots)
         if quantized:
             raise ValueError(
                 f"The layers inside the Masked layer '{self.name}' were quantized "

@@ -17,6 +17,7 @@ from keras_anneal.layers import Masked
 from keras_anneal.layers import declares_prunable_weights
 from keras_anneal.layers import is_prunable
 from keras_anneal.layers import prunable_variables
+from keras_anneal.layers import quantized_modes
 
 
 def masked_layers(model):
@@ -695,9 +696,8 @@ def sparsity_report(model):
                 for layer in masked]
     else:
         plain = list(_cloned_layers(model)) if is_graph_model(model) else [model]
-        quantized = {owner.name: owner.quantization_mode for layer in plain
-                     for owner, _ in prunable_variables(layer)
-                     if getattr(owner, "quantization_mode", None)}
+        quantized = quantized_modes(owner for layer in plain
+                                    for owner, _ in prunable_variables(layer))
         if quantized:
             raise ValueError(
                 f"sparsity_report reads float weights; these layers of '{model.name}' are "

@@ -326,6 +326,8 @@ class SearchState:
             # never accepted, never kept.
             self.non_finite += 1
             return evaluation, math.inf
+        if math.isnan(self.baseline_loss):  # The baseline itself: no cost without it.
+            return evaluation, math.nan
         cost = float(self.cost(evaluation))
         if math.isnan(cost):  # The `cost` function's own NaN: rejected alike, and counted.
             self.nan_costs += 1
@@ -473,7 +475,6 @@ class MaskSearch:
                     f"training?). Received: calibration loss={baseline.loss}"
                 )
             state.baseline_loss = baseline.loss
-            state.nan_costs = 0  # Scored before the baseline it is measured against existed.
             baseline = dataclasses.replace(baseline, baseline_loss=baseline.loss)
             self._search(state, units)
             seconds = time.perf_counter() - start
